@@ -1,0 +1,105 @@
+"""Every error Polyn raises, under one base class.
+
+This module sits below every layer (the actor runtime included), so it imports nothing from
+Polyn. The classes are plain exception classes on purpose: the two timeouts also derive from the
+builtin :class:`TimeoutError`, which a slotted attrs class could not do, so ``except TimeoutError``
+catches a timed-out call or request as well as ``except polyn.PolynError`` does.
+
+Messages say what was wrong, with which value, and what to do; where the Polyn protocol fixes a
+text (for example "Event names must be lowercase, alphanumeric and dot separated"), the message
+is that text, so logs read the same as those of the Elixir and Ruby clients.
+
+Example::
+
+    try:
+        await polyn.pub(running, "user.created.v1", {"name": 1})
+    except polyn.ValidationError as exc:
+        log.warning("not published: %s", exc)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorError",
+    "CallTimeout",
+    "ConfigError",
+    "ConsumerError",
+    "MigrationError",
+    "NamingError",
+    "NatsConnectionError",
+    "PolynError",
+    "RequestTimeout",
+    "SandboxError",
+    "SchemaError",
+    "SchemaStoreError",
+    "ServerError",
+    "StreamError",
+    "ValidationError",
+]
+
+
+class PolynError(Exception):
+    """The base of every error Polyn raises on purpose."""
+
+
+class ValidationError(PolynError):
+    """An event failed validation: not JSON, not a CloudEvent, or its ``data`` breaks its schema.
+
+    Raised by :func:`polyn.codec.encode` before anything is published, and by
+    :func:`polyn.codec.decode` for a received message (consumers then terminate and dead-letter it).
+    """
+
+
+class NamingError(PolynError):
+    """A message name, source or other Polyn name breaks the naming rules."""
+
+
+class SchemaError(PolynError):
+    """A schema is missing from the schema store, or a document is not a valid JSON Schema."""
+
+
+class SchemaStoreError(PolynError):
+    """The schema store (a NATS key-value bucket) is missing or cannot be read."""
+
+
+class StreamError(PolynError):
+    """No JetStream stream captures a subject, or a stream operation failed."""
+
+
+class ConsumerError(PolynError):
+    """A durable JetStream consumer is missing or a consumer operation failed."""
+
+
+class MigrationError(PolynError):
+    """A JetStream migration could not be read, run, recorded or reversed."""
+
+
+class ConfigError(PolynError):
+    """A configuration value is missing or invalid; the message names the field and the value."""
+
+
+class SandboxError(PolynError):
+    """The test sandbox cannot tell which test's mock NATS the current task belongs to."""
+
+
+class NatsConnectionError(PolynError):
+    """The NATS connection failed, was closed for good, or the server refused an operation.
+
+    Named so as not to shadow the builtin :class:`ConnectionError`.
+    """
+
+
+class ServerError(PolynError):
+    """A nats-server process could not be found, started or stopped (see :mod:`polyn.server`)."""
+
+
+class ActorError(PolynError):
+    """An actor is not running (a call to a dead actor) or failed to start."""
+
+
+class CallTimeout(PolynError, TimeoutError):
+    """An :meth:`ActorRef.call` got no reply in time. The callee is not affected."""
+
+
+class RequestTimeout(PolynError, TimeoutError):
+    """A NATS request got no reply in time."""
