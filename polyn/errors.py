@@ -21,12 +21,16 @@ from __future__ import annotations
 
 __all__ = [
     "ActorError",
+    "BucketNotFoundError",
     "CallTimeout",
     "ConfigError",
     "ConsumerError",
+    "JetStreamError",
     "MigrationError",
     "NamingError",
     "NatsConnectionError",
+    "NoRespondersError",
+    "PermissionDeniedError",
     "PolynError",
     "RequestTimeout",
     "SandboxError",
@@ -62,11 +66,28 @@ class SchemaStoreError(PolynError):
     """The schema store (a NATS key-value bucket) is missing or cannot be read."""
 
 
-class StreamError(PolynError):
+class JetStreamError(PolynError):
+    """A JetStream operation failed; ``code`` and ``err_code`` are the server's, when it sent any.
+
+    ``err_code`` is JetStream's own error number (for example 10059, stream not found), so
+    callers can tell cases apart without matching on text.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, err_code: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+
+
+class StreamError(JetStreamError):
     """No JetStream stream captures a subject, or a stream operation failed."""
 
 
-class ConsumerError(PolynError):
+class BucketNotFoundError(StreamError):
+    """A key-value bucket does not exist (its stream ``KV_<bucket>`` is missing)."""
+
+
+class ConsumerError(JetStreamError):
     """A durable JetStream consumer is missing or a consumer operation failed."""
 
 
@@ -103,3 +124,11 @@ class CallTimeout(PolynError, TimeoutError):
 
 class RequestTimeout(PolynError, TimeoutError):
     """A NATS request got no reply in time."""
+
+
+class NoRespondersError(RequestTimeout):
+    """A NATS request found nobody subscribed to its subject (the server said so at once)."""
+
+
+class PermissionDeniedError(NatsConnectionError):
+    """The server refused an operation on a subject the connection's user may not use."""

@@ -14,10 +14,10 @@ machine has noisy timing), else ``dev``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from _support import Names
 from hypothesis import HealthCheck, settings
 
 from polyn.server import NatsServer
@@ -48,30 +48,6 @@ def fresh_server() -> Iterator[NatsServer]:
     """A nats-server of this test's own, which the test may kill and restart."""
     with NatsServer() as server:
         yield server
-
-
-class Names:
-    """Names unique to one test: ``names.stream("orders")`` -> ``ORDERS_T1A2B3C4D``.
-
-    Subjects start with the test's own token (``t1a2b3c4d.orders.created.v1``), so a stream can
-    capture all of a test's subjects with ``names.subject(">")``; every name is also a valid Polyn
-    message name.
-    """
-
-    def __init__(self) -> None:
-        self.token = "t" + uuid.uuid4().hex[:10]
-
-    def subject(self, name: str) -> str:
-        return f"{self.token}.{name}"
-
-    def stream(self, name: str = "stream") -> str:
-        return f"{name}_{self.token}".upper().replace(".", "_")
-
-    def bucket(self, name: str = "bucket") -> str:
-        return f"{name}_{self.token}".upper().replace(".", "_")
-
-    def consumer(self, name: str = "consumer") -> str:
-        return f"{name}_{self.token}".replace(".", "_")
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""Layer 3: the one place that touches nats-py and asyncio.
+
+Above this package everything is trio and plain data: a :class:`Transport` (the real
+:class:`NatsTransport` or the sandbox's ``MockNats``), :class:`Message` with its JetStream
+acknowledgements, and the value types the transport returns.
+"""
+
+from __future__ import annotations
+
+from polyn.nats.message import Message, Metadata
+from polyn.nats.nats_transport import ConnectionState, NatsTransport, PayloadTooLargeError
+from polyn.nats.transport import (
+    ConsumerInfo,
+    KvEntry,
+    KvWatch,
+    PubAck,
+    StreamInfo,
+    Subscription,
+    Transport,
+)
+
+__all__ = [
+    "ConnectionState",
+    "ConsumerInfo",
+    "KvEntry",
+    "KvWatch",
+    "Message",
+    "Metadata",
+    "NatsTransport",
+    "PayloadTooLargeError",
+    "PubAck",
+    "StreamInfo",
+    "Subscription",
+    "Transport",
+]

@@ -1,0 +1,430 @@
+"""The crossing between trio and the asyncio loop that nats-py runs on.
+
+nats-py only runs on asyncio, Polyn only on trio. The transport runs nats-py on an asyncio loop in
+a thread of its own (:class:`LoopThread`) and crosses between the two threads **in batches**:
+
+- trio -> asyncio: :class:`Outbox` queues outgoing operations (publishes, acknowledgements) in a
+  thread-safe deque and wakes the loop once per batch, not once per message;
+- asyncio -> trio: :meth:`LoopThread.resolve` hands results to waiting trio tasks, and
+  :class:`Inbox` hands delivered messages to a trio reader, again waking trio once per batch;
+- :meth:`LoopThread.run` runs one coroutine on the loop and waits for it (one crossing each way),
+  for operations that are not on a hot path (JetStream management, key-value reads, flush).
+
+One crossing costs tens of microseconds (two thread wake-ups), so batching is what keeps the
+transport close to raw nats-py. The deques rely on CPython's atomic ``deque.append`` /
+``popleft`` and a "scheduled" flag that is cleared *before* draining, so an item appended while a
+drain runs is either drained by it or schedules the next one; nothing is left behind.
+
+Cancellation: a trio task cancelled while its coroutine runs on the loop cancels that asyncio
+task and returns only once it has finished, so nothing is left pending on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import outcome
+import trio
+
+from polyn.errors import NatsConnectionError
+
+T = TypeVar("T")
+
+__all__ = ["Inbox", "LoopThread", "Outbox", "Waiter"]
+
+
+class Waiter(Generic[T]):
+    """A result that an asyncio-side callback resolves and one trio task waits for."""
+
+    __slots__ = ("_event", "_outcome", "tag")
+
+    def __init__(self, tag: str | None = None) -> None:
+        self._event = trio.Event()
+        self._outcome: outcome.Outcome[T] | None = None
+        self.tag = tag  # what it waits for (a request's subject), for error routing
+
+    def _set(self, result: outcome.Outcome[T]) -> None:  # trio thread
+        if self._outcome is None:
+            self._outcome = result
+            self._event.set()
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    async def wait(self) -> T:
+        await self._event.wait()
+        assert self._outcome is not None
+        return self._outcome.unwrap()
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread, owned by one transport.
+
+    Must be created and started from inside a trio run (it captures the run's token).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._trio_token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._closing = False
+        self._completions: collections.deque[tuple[Waiter[Any], outcome.Outcome[Any]]] = (
+            collections.deque()
+        )
+        self._completions_scheduled = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closing
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    async def stop(self) -> None:
+        """Stop the loop (cancelling what still runs on it) and wait for its thread to end."""
+        if not self._closing:
+            self._closing = True
+            if self._thread.is_alive():
+                self.loop.call_soon_threadsafe(self.loop.stop)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._thread.join)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                leftovers = asyncio.all_tasks(self.loop)
+                for task in leftovers:
+                    task.cancel()
+                if leftovers:
+                    self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    # -- crossings --------------------------------------------------------------------------
+
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` on the loop thread soon (from the trio thread)."""
+        if self._closing:
+            raise NatsConnectionError("the NATS connection is closed")
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError as exc:  # the loop is closed
+            raise NatsConnectionError("the NATS connection is closed") from exc
+
+    def to_trio(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` in the trio thread soon (from the loop thread)."""
+        try:
+            self._trio_token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            pass  # the trio run is over: nobody is waiting any more
+
+    def resolve(self, waiter: Waiter[T], result: outcome.Outcome[T]) -> None:
+        """Resolve ``waiter`` from the loop thread; many resolutions share one trio wake-up."""
+        self._completions.append((waiter, result))
+        if not self._completions_scheduled:
+            self._completions_scheduled = True
+            self.to_trio(self._drain_completions)
+
+    def _drain_completions(self) -> None:  # trio thread
+        self._completions_scheduled = False
+        completions = self._completions
+        while completions:
+            waiter, result = completions.popleft()
+            waiter._set(result)
+
+    async def run(
+        self,
+        factory: Callable[[], Awaitable[T]],
+        translate: Callable[[BaseException], BaseException] | None = None,
+    ) -> T:
+        """Run ``factory()`` on the loop and return its result in trio.
+
+        Exceptions are passed through ``translate`` (in the trio thread) so that no nats-py or
+        asyncio exception type escapes the transport. If the calling trio task is cancelled, the
+        asyncio task is cancelled too and this returns (raising :class:`trio.Cancelled`) only
+        after it has finished.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        task = trio.lowlevel.current_task()
+        state: dict[str, Any] = {}
+
+        def fail(error: BaseException) -> outcome.Outcome[T]:
+            if "raise_cancel" in state:  # we were cancelled: report that, not the side effect
+                cancelled: outcome.Outcome[T] = outcome.capture(state["raise_cancel"])
+                return cancelled
+            return outcome.Error(translate(error) if translate else error)
+
+        def resume(atask: asyncio.Future[T] | None, error: BaseException | None) -> None:
+            result: outcome.Outcome[T]
+            if atask is None:
+                result = fail(error or NatsConnectionError("the operation never started"))
+            elif atask.cancelled():
+                result = fail(NatsConnectionError("the NATS connection closed during the call"))
+            elif (exc := atask.exception()) is not None:
+                result = outcome.Error(translate(exc) if translate else exc)
+            else:
+                result = outcome.Value(atask.result())
+            trio.lowlevel.reschedule(task, result)
+
+        def start() -> None:  # loop thread
+            if state.get("cancel"):
+                self.to_trio(resume, None, NatsConnectionError("cancelled before start"))
+                return
+            try:
+                atask = self.loop.create_task(_await(factory))
+            except BaseException as exc:  # pragma: no cover - create_task itself failing
+                self.to_trio(resume, None, exc)
+                return
+            state["atask"] = atask
+            atask.add_done_callback(lambda t: self.to_trio(resume, t, None))
+
+        def cancel() -> None:  # loop thread
+            atask = state.get("atask")
+            if atask is None:
+                state["cancel"] = True
+            else:
+                atask.cancel()
+
+        self.call_soon(start)
+
+        def abort(raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            state["raise_cancel"] = raise_cancel
+            try:
+                self.loop.call_soon_threadsafe(cancel)
+            except RuntimeError:  # pragma: no cover - loop closed; its tasks were cancelled
+                pass
+            return trio.lowlevel.Abort.FAILED
+
+        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+
+async def _await(factory: Callable[[], Awaitable[T]]) -> T:
+    return await factory()
+
+
+class Outbox:
+    """Operations queued by trio for the loop thread, drained in batches.
+
+    ``put`` never crosses threads itself, except to wake the drainer when it is idle. When more
+    than ``limit`` operations are waiting, ``wait_for_room`` makes producers wait (backpressure)
+    until the drainer has worked the backlog down to half of it.
+    """
+
+    def __init__(
+        self,
+        bridge: LoopThread,
+        handle: Callable[[tuple[Any, ...]], Awaitable[None]],
+        limit: int = 20_000,
+    ) -> None:
+        self._bridge = bridge
+        self._handle = handle
+        self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._scheduled = False
+        self._limit = limit
+        self._room: trio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._paused = False
+        self._drained: list[Waiter[None]] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    @property
+    def full(self) -> bool:
+        return len(self._ops) >= self._limit
+
+    def put(self, op: tuple[Any, ...]) -> None:
+        """Queue ``op`` (trio thread)."""
+        self._ops.append(op)
+        if not self._scheduled:
+            self._scheduled = True
+            self._bridge.call_soon(self._kick)
+
+    async def wait_for_room(self) -> None:
+        """Wait while the backlog is over the limit (trio thread)."""
+        while len(self._ops) >= self._limit:
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+
+    async def drained(self) -> None:
+        """Wait until everything queued before this call has been handed to nats-py."""
+        if not self._ops:
+            return
+        waiter: Waiter[None] = Waiter()
+        self.put(("__drained__", waiter))
+        await waiter.wait()
+
+    # -- loop thread ------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the drainer task (call on the loop thread)."""
+        self._wake = asyncio.Event()
+        return asyncio.get_running_loop().create_task(self._drain())
+
+    def pause(self, paused: bool) -> None:
+        """Hold operations while disconnected (loop thread); resuming drains the backlog."""
+        self._paused = paused
+        if not paused and self._wake is not None:
+            self._wake.set()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _drain(self) -> None:
+        assert self._wake is not None
+        ops = self._ops
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._scheduled = False
+            while ops and not self._paused:
+                op = ops.popleft()
+                if op[0] == "__drained__":
+                    self._bridge.resolve(op[1], outcome.Value(None))
+                    continue
+                await self._handle(op)
+            if self._room is not None and len(ops) < self._limit // 2:
+                room, self._room = self._room, None
+                self._bridge.to_trio(room.set)
+
+
+class Inbox(trio.abc.ReceiveChannel[T]):
+    """Items delivered by the loop thread to one trio reader, woken once per batch.
+
+    When ``limit`` items are waiting, the loop-side producer waits in :meth:`put` until the trio
+    reader has taken half of them (backpressure reaches nats-py's own pending limits).
+    """
+
+    def __init__(self, bridge: LoopThread, limit: int = 10_000) -> None:
+        self._bridge = bridge
+        self._items: collections.deque[T] = collections.deque()
+        self._limit = limit
+        self._waiting = False
+        self._event = trio.Event()
+        self._closed = False  # no more items will come
+        self._reader_closed = False  # the reader closed its end: receiving is an error
+        self._error: BaseException | None = None
+        self._room: asyncio.Event | None = None
+        self._on_close: Callable[[], Awaitable[None]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- loop thread ------------------------------------------------------------------------
+
+    async def put(self, item: T) -> None:
+        """Deliver ``item`` (loop thread); waits while the reader is ``limit`` items behind."""
+        while len(self._items) >= self._limit and not self._closed:
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
+        self.put_nowait(item)
+
+    def put_nowait(self, item: T) -> None:
+        if self._closed:
+            return
+        self._items.append(item)
+        if self._waiting:
+            self._waiting = False
+            self._bridge.to_trio(self._wake)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """No more items will come (loop thread); ``error`` is raised to the reader after them."""
+        self._error = error
+        self._closed = True
+        self._bridge.to_trio(self._wake)
+
+    # -- trio thread ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    def _release(self) -> None:
+        room = self._room
+        if room is not None and len(self._items) <= self._limit // 2:
+            self._room = None
+            try:
+                self._bridge.loop.call_soon_threadsafe(room.set)
+            except RuntimeError:  # pragma: no cover - loop already closed
+                pass
+
+    async def receive(self) -> T:
+        while True:
+            if self._reader_closed:
+                await trio.lowlevel.checkpoint()
+                raise trio.ClosedResourceError("this channel was closed")
+            if self._items:
+                await trio.lowlevel.checkpoint()
+                if self._items:
+                    item = self._items.popleft()
+                    self._release()
+                    return item
+                continue
+            if self._closed:
+                await trio.lowlevel.checkpoint()
+                if self._error is not None:
+                    raise self._error
+                raise trio.EndOfChannel
+            self._event = trio.Event()
+            self._waiting = True
+            if self._items or self._closed:
+                self._waiting = False
+                continue
+            await self._event.wait()
+
+    async def receive_batch(self, max_items: int) -> list[T]:
+        """Wait for at least one item and return up to ``max_items`` of those waiting."""
+        first = await self.receive()
+        batch = [first]
+        items = self._items
+        while items and len(batch) < max_items:
+            batch.append(items.popleft())
+        self._release()
+        return batch
+
+    def receive_nowait(self) -> T:
+        if self._reader_closed:
+            raise trio.ClosedResourceError("this channel was closed")
+        if self._items:
+            item = self._items.popleft()
+            self._release()
+            return item
+        if self._closed:
+            if self._error is not None:
+                raise self._error
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def aclose(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            with trio.CancelScope(shield=True):
+                await on_close()
+        self._closed = self._reader_closed = True
+        self._items.clear()
+        self._event.set()  # a task blocked in receive() sees the closure
+        room, self._room = self._room, None
+        if room is not None:
+            try:
+                self._bridge.loop.call_soon_threadsafe(room.set)
+            except RuntimeError:  # pragma: no cover
+                pass
+        await trio.lowlevel.checkpoint()

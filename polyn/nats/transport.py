@@ -1,0 +1,232 @@
+"""The seam between Polyn and NATS: the :class:`Transport` protocol and the values it returns.
+
+Layer 4 (publishing, consumers, the schema store) talks only to a ``Transport``. There are two:
+:class:`polyn.nats.NatsTransport`, the real one over nats-py, and ``polyn.testing.MockNats``, the
+in-memory one of the test sandbox. Both pass the same behaviour tests.
+
+Everything here is plain data and trio: subscriptions and watches are trio receive channels,
+stream and consumer configurations are dicts spelled as JetStream's API spells them (and as
+nats-py's ``StreamConfig`` / ``ConsumerConfig`` do), with durations in **seconds** (floats)
+rather than the API's nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from polyn.nats.message import Message
+
+__all__ = [
+    "ConsumerInfo",
+    "KvEntry",
+    "KvWatch",
+    "PubAck",
+    "StreamInfo",
+    "Subscription",
+    "Transport",
+]
+
+
+@attrs.frozen
+class PubAck:
+    """The server's acknowledgement of a JetStream publish."""
+
+    stream: str
+    seq: int
+    duplicate: bool = False
+    domain: str | None = None
+
+
+@attrs.frozen
+class StreamInfo:
+    """A stream's configuration (durations in seconds) and state, as the server reports them."""
+
+    name: str
+    config: Mapping[str, Any]
+    state: Mapping[str, Any]
+    cluster: Mapping[str, Any] | None = None
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.config.get("subjects") or [])
+
+
+@attrs.frozen
+class ConsumerInfo:
+    """A durable consumer's configuration (durations in seconds) and delivery state."""
+
+    stream: str
+    name: str
+    config: Mapping[str, Any]
+    num_pending: int = 0
+    num_ack_pending: int = 0
+    num_redelivered: int = 0
+    num_waiting: int = 0
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class KvEntry:
+    """One change in a key-value bucket: ``value`` is ``None`` for a delete or purge."""
+
+    bucket: str
+    key: str
+    value: bytes | None
+    revision: int
+    operation: Literal["PUT", "DEL", "PURGE"] = "PUT"
+
+
+class Subscription(trio.abc.ReceiveChannel[Message]):
+    """Messages of one subscription, as a trio receive channel. ``aclose()`` unsubscribes."""
+
+    subject: str
+    queue: str | None
+
+    async def receive_batch(self, max_items: int) -> list[Message]:
+        """Wait for one message, then return up to ``max_items`` of those already delivered."""
+        raise NotImplementedError
+
+    def receive_nowait(self) -> Message:
+        """A message already delivered, or :class:`trio.WouldBlock`."""
+        raise NotImplementedError
+
+
+class KvWatch(trio.abc.ReceiveChannel[KvEntry]):
+    """The changes of a key-value bucket after its initial contents. ``aclose()`` stops it."""
+
+    initial: dict[str, bytes]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Every NATS operation Polyn needs. All methods are called from trio.
+
+    Core publishes and acknowledgements are queued (they return once queued, and the queue is
+    flushed in order); everything that has an answer waits for it. Errors are Polyn's own
+    (:mod:`polyn.errors`), never nats-py's or asyncio's.
+    """
+
+    @property
+    def connected_url(self) -> str | None:
+        """The URL of the server currently connected to, or ``None`` while disconnected."""
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message body (plus headers) the server accepts, in bytes."""
+
+    # -- core NATS -----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Queue a core NATS publish."""
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> Message:
+        """Publish with a reply subject and return the first reply.
+
+        Raises :class:`~polyn.errors.RequestTimeout` when none comes in ``timeout`` seconds and
+        :class:`~polyn.errors.NoRespondersError` when nobody listens on ``subject``.
+        """
+
+    async def subscribe(
+        self, subject: str, *, queue: str | None = None, max_pending: int = 10_000
+    ) -> Subscription:
+        """Subscribe to ``subject`` (wildcards allowed), optionally in a queue group."""
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far has reached the server."""
+
+    # -- JetStream -----------------------------------------------------------------------------
+
+    async def js_publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> PubAck:
+        """Publish into JetStream and wait for the stream's acknowledgement.
+
+        Raises :class:`~polyn.errors.StreamError` when no stream captures ``subject``.
+        """
+
+    async def stream_names(self, subject: str | None = None) -> list[str]:
+        """Names of the streams (capturing ``subject``, when given)."""
+
+    async def stream_info(self, name: str) -> StreamInfo:
+        """Raises :class:`~polyn.errors.StreamError` when the stream does not exist."""
+
+    async def create_stream(self, config: Mapping[str, Any]) -> StreamInfo: ...
+
+    async def update_stream(self, config: Mapping[str, Any]) -> StreamInfo: ...
+
+    async def delete_stream(self, name: str) -> None: ...
+
+    async def consumer_info(self, stream: str, consumer: str) -> ConsumerInfo:
+        """Raises :class:`~polyn.errors.ConsumerError` when the consumer does not exist."""
+
+    async def create_consumer(self, stream: str, config: Mapping[str, Any]) -> ConsumerInfo: ...
+
+    async def delete_consumer(self, stream: str, consumer: str) -> None: ...
+
+    async def fetch(
+        self,
+        stream: str,
+        consumer: str,
+        batch: int,
+        *,
+        expires: float | None = None,
+        no_wait: bool = False,
+    ) -> list[Message]:
+        """Pull up to ``batch`` messages from an existing durable consumer.
+
+        With ``no_wait`` the server answers at once with what it has (maybe nothing); otherwise
+        it answers when ``batch`` messages are delivered or ``expires`` seconds have passed.
+        """
+
+    # -- key-value ----------------------------------------------------------------------------
+
+    async def kv_create(
+        self,
+        bucket: str,
+        *,
+        replicas: int = 1,
+        history: int = 1,
+        description: str | None = None,
+    ) -> None:
+        """Create a bucket; an existing bucket is left as it is."""
+
+    async def kv_get(self, bucket: str, key: str) -> KvEntry | None:
+        """The key's current entry, or ``None`` when it is missing or deleted."""
+
+    async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
+        """Store ``value`` and return the new revision."""
+
+    async def kv_delete(self, bucket: str, key: str) -> None: ...
+
+    async def kv_keys(self, bucket: str) -> list[str]: ...
+
+    async def kv_entries(self, bucket: str) -> dict[str, bytes]:
+        """Every key's current value."""
+
+    async def kv_watch(self, bucket: str) -> KvWatch:
+        """The bucket's current contents (``watch.initial``) and a channel of later changes."""
+
+    async def kv_delete_bucket(self, bucket: str) -> None: ...
