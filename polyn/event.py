@@ -1,0 +1,130 @@
+"""The Polyn event: a CloudEvent (JSON format) with the ``polyndata`` extension.
+
+:class:`Event` is a frozen value with exactly the nine attributes the Elixir client puts on the
+wire. :meth:`Event.new` builds an event to publish with the Elixir client's defaults; received
+events come from :func:`polyn.codec.decode` and keep what the sender sent (its ``source``,
+``polyndata`` and ``time`` as written, naive or whole-second times included).
+
+``time`` is kept as the wire string rather than a :class:`~datetime.datetime`, so a received
+event re-encodes byte-for-byte the same and odd but accepted senders' times survive; parse it
+with ``datetime.fromisoformat(event.time)`` when you need a value.
+
+Example::
+
+    event = Event.new(config, "user.created.v1", {"name": "Ada"}, source="signup")
+    event.type      # 'com.acme.user.created.v1'
+    event.source    # 'com:acme:orders:payments:signup'
+"""
+
+from __future__ import annotations
+
+import platform
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from polyn._version import __version__
+from polyn.naming import full_source, full_type
+
+if TYPE_CHECKING:
+    from polyn.config import Config
+
+__all__ = ["Event"]
+
+SPECVERSION = "1.0.1"
+_JSON = "application/json"
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> str:
+    # Elixir's DateTime.to_iso8601(DateTime.utc_now()): microseconds and a "Z".
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+_PYTHON_VERSION = platform.python_version()
+
+
+def _polyndata() -> dict[str, Any]:
+    return {
+        "clientlang": "python",
+        "clientlangversion": _PYTHON_VERSION,
+        "clientversion": __version__,
+    }
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One event: the CloudEvent attributes Polyn puts on the wire.
+
+    - ``id``: unique id, also the ``Nats-Msg-Id`` that deduplicates publishes (UUID v4).
+    - ``specversion``: ``"1.0.1"`` for events built here (Ruby sends ``"1.0"``).
+    - ``type``: ``<domain>.<message name>``, e.g. ``com.acme.user.created.v1``.
+    - ``source``: colon form ``<domain>:<source_root>[:<source>]``.
+    - ``time``: ISO 8601 text, UTC with microseconds and ``Z`` for events built here.
+    - ``data``: the payload, a JSON value, checked against the message's JSON Schema.
+    - ``datacontenttype``: ``"application/json"`` unless given.
+    - ``dataschema``: ``None``; no Polyn client sets it.
+    - ``polyndata``: ``{"clientlang", "clientlangversion", "clientversion"}`` of the sender.
+
+    Build events to publish with :meth:`new`; constructing one directly takes the values as they
+    are (this is what the decoder does), with a fresh ``id`` and ``time`` when not given.
+
+    Example::
+
+        Event(id="1", type="com.acme.user.created.v1", source="com:acme:orders", data={})
+    """
+
+    id: str = attrs.field(factory=_new_id)
+    specversion: str = SPECVERSION
+    type: str
+    source: str
+    time: str | None = attrs.field(factory=_now)
+    data: Any = None
+    datacontenttype: str | None = _JSON
+    dataschema: str | None = None
+    polyndata: dict[str, Any] = attrs.field(factory=_polyndata)
+
+    @classmethod
+    def new(
+        cls,
+        config: Config,
+        event_type: str,
+        data: Any,
+        source: str | None = None,
+        **fields: Any,
+    ) -> Event:
+        """A new event to publish, with the Elixir client's defaults.
+
+        ``type`` is :func:`~polyn.naming.full_type` of ``event_type`` and ``source`` is
+        :func:`~polyn.naming.full_source` of ``source`` (both raise :class:`~polyn.NamingError`
+        for invalid names). The other attributes may be given in ``fields`` (``id``, ``time``,
+        ``specversion``, ``datacontenttype``, ``dataschema``, ``polyndata``). A given
+        ``polyndata`` without ``"clientversion"`` gets this library's version added, as the Elixir
+        client does.
+
+        Example::
+
+            Event.new(config, "user.created.v1", {"name": "Ada"})
+            Event.new(config, "user.xml.v1", "<a/>", datacontenttype="application/xml")
+        """
+        for name in ("type", "source"):
+            if name in fields:
+                raise TypeError(
+                    f"Event.new() takes the {name} from its arguments "
+                    f"({'event_type' if name == 'type' else 'source'}=...), not {name}="
+                )
+        if "polyndata" in fields:
+            polyndata = dict(fields["polyndata"])
+            polyndata.setdefault("clientversion", __version__)
+            fields["polyndata"] = polyndata
+        return cls(
+            type=full_type(event_type, config),
+            source=full_source(config, source),
+            data=data,
+            **fields,
+        )
