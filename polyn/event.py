@@ -112,12 +112,8 @@ class Event:
             Event.new(config, "user.created.v1", {"name": "Ada"})
             Event.new(config, "user.xml.v1", "<a/>", datacontenttype="application/xml")
         """
-        for name in ("type", "source"):
-            if name in fields:
-                raise TypeError(
-                    f"Event.new() takes the {name} from its arguments "
-                    f"({'event_type' if name == 'type' else 'source'}=...), not {name}="
-                )
+        if "type" in fields:
+            raise TypeError("Event.new() takes the type from event_type, not type=")
         if "polyndata" in fields:
             polyndata = dict(fields["polyndata"])
             polyndata.setdefault("clientversion", __version__)
