@@ -558,12 +558,18 @@ def _envelope_not_json(document: dict[str, Any]) -> tuple[list[str | int], str] 
 
 
 def _has_inexact_number(value: Any) -> bool:
-    kind = type(value)
-    if kind is dict:
-        return any(_has_inexact_number(item) for item in value.values())
-    if kind is list:
-        return any(_has_inexact_number(item) for item in value)
-    return kind is float and abs(value) >= _INEXACT
+    # A loop, not recursion: orjson reads nesting far deeper than Python's recursion limit.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is float and abs(item) >= _INEXACT:
+            return True
+    return False
 
 
 # -- error texts ---------------------------------------------------------------------------------

@@ -352,6 +352,12 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
         deep = [deep]
     assert "nested too deeply" in encode_error(event("any.thing.v1", deep))
     assert "unable to decode" in decode_error(b"[" * 5000 + b"]" * 5000)
+    raw = b'{"id":"1","specversion":"1","type":"com.test.any.thing.v1","source":"x","data":'
+    data = decode(raw + b"[" * 1000 + b"]" * 1000 + b"}", SCHEMAS, CONFIG).data
+    depth = 0
+    while data:
+        data, depth = data[0], depth + 1
+    assert (data, depth) == ([], 999)  # a deep but valid body decodes
 
 
 def test_error_messages_stay_short_for_huge_payloads() -> None:
