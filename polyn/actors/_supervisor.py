@@ -1,0 +1,529 @@
+"""Supervisors: OTP's restart strategies and intensity, and how a tree is run from outside."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import functools
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import trio
+
+from polyn.actors._actor import Actor, Restart
+from polyn.actors._process import _Process, is_normal, unwrap
+from polyn.actors._ref import ActorRef
+from polyn.actors._tree import Tree, _current
+from polyn.errors import ActorError
+
+_log: Final = logging.getLogger("polyn.actors")
+
+
+class Strategy(enum.StrEnum):
+    """Which children a supervisor restarts when one of them has to be restarted (OTP's).
+
+    - ``ONE_FOR_ONE``: only that child.
+    - ``ONE_FOR_ALL``: all the others are stopped (in reverse start order), then every child is
+      started again in start order.
+    - ``REST_FOR_ONE``: the children started after it are stopped (in reverse start order),
+      then it and they are started again in start order.
+
+    Temporary children stopped this way are removed, not restarted. Strings work wherever a
+    ``Strategy`` is expected: ``strategy="rest_for_one"``.
+    """
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One child of a supervisor, as :func:`which_children` reports it.
+
+    ``ref`` points to the child's current run, or is None while it is not running (a transient
+    child that exited normally, or a child being restarted). ``spec`` is the instance the
+    supervisor builds each run from.
+    """
+
+    name: str | None
+    ref: ActorRef | None
+    restart: Restart
+    supervisor: bool
+    spec: Actor
+
+
+class _Child:
+    """A supervisor's record of one child: its spec and its current run, if any."""
+
+    __slots__ = ("process", "spec")
+
+    def __init__(self, spec: Actor) -> None:
+        self.spec = spec
+        self.process: _Process | None = None
+
+    @property
+    def label(self) -> str:
+        name = self.spec.name
+        return repr(name) if name is not None else f"<{type(self.spec).__name__}>"
+
+
+class _StartFailed(Exception):
+    def __init__(self, child: _Child, cause: Exception) -> None:
+        super().__init__(child, cause)
+        self.child = child
+        self.cause = cause
+
+
+class _StartError(ActorError):
+    """A supervisor could not start a child; its cause was logged where it happened."""
+
+
+# Requests a supervisor answers through its mailbox, so that only its own task ever spawns or
+# stops its children, whoever asks.
+@dataclass(frozen=True, slots=True)
+class _StartChild:
+    spec: Actor
+
+
+@dataclass(frozen=True, slots=True)
+class _TerminateChild:
+    child: ActorRef | str
+
+
+@dataclass(frozen=True, slots=True)
+class _WhichChildren:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A request the supervisor declined; the asking function raises ``error``."""
+
+    error: Exception
+
+
+class Supervisor(Actor):
+    """Starts, watches and restarts child actors with OTP's semantics; itself an actor.
+
+    ``Supervisor(children, strategy="one_for_one", max_restarts=3, max_seconds=5, **options)``
+
+    - **Start**: children start in list order, each one's ``init`` returning before the next
+      starts. If a child fails to start, the children already started are stopped in reverse
+      order and the supervisor's own start fails with an :class:`~polyn.errors.ActorError`
+      naming the child, chained to the cause.
+    - **Exits**: when a child exits, its restart type (:class:`Restart`) decides whether it is
+      restarted; if so, the :class:`Strategy` decides which children restart with it. A child
+      that fails to start again is retried at once, each attempt counting as a restart.
+    - **Intensity**: restarts are counted per supervisor, whichever child caused them. If a
+      restart would make more than ``max_restarts`` restarts within the last ``max_seconds``
+      seconds (trio's clock), the supervisor gives up instead: it stops all its children in
+      reverse start order and exits with an ActorError naming itself, which its own supervisor
+      treats like any crash (so ``max_restarts=0`` escalates the first crash at once).
+    - **Stop**: children stop in reverse start order, each given its ``shutdown`` time to run
+      ``terminate`` before it is cancelled. A supervisor's own ``shutdown`` defaults to
+      ``math.inf``, so that its subtree has all the time it needs.
+    - **Children added at run time** (:func:`start_child`) go after the others; the
+      supervisor's own task spawns them, whoever asks. They are not part of the spec: when the
+      supervisor itself is restarted, it starts only ``children`` again, as OTP does.
+
+    A supervisor is a child spec like any actor, so supervisors nest. Subclasses that override
+    ``init``, ``terminate``, ``handle_call`` or ``handle_info`` must call the base method.
+
+    Example::
+
+        tree = Supervisor(
+            [NatsConnection(), Supervisor([Billing(), Mailer()], name="workers")],
+            strategy="rest_for_one",
+        )
+        trio.run(tree.main)
+    """
+
+    shutdown = float("inf")
+
+    def __init__(
+        self,
+        children: Iterable[Actor] = (),
+        *,
+        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        max_seconds: float = 5,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.children = tuple(children)
+        for spec in self.children:
+            if not isinstance(spec, Actor):
+                raise TypeError(f"a supervisor's children must be Actor instances, not {spec!r}")
+        self.strategy = Strategy(strategy)
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, not {max_restarts!r}")
+        if not max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, not {max_seconds!r}")
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+        # Insertion-ordered: the start order. A dict gives O(1) removal of one of many
+        # dynamic children.
+        self._records: dict[_Child, None] = {}
+        self._restarts: deque[float] = deque()
+
+    # -- running a tree from outside ---------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def run(self, context: Mapping[str, Any] | None = None) -> AsyncIterator[Tree]:
+        """Start a tree with this supervisor at its root, inside the current trio run.
+
+        Yields the :class:`Tree` handle once every child has started (raises ActorError if
+        one fails to start). ``context`` becomes the tree's read-only context mapping. Leaving
+        the block stops the tree gracefully (children in reverse order, each with its
+        ``shutdown`` time) and returns when every actor has finished. If the root supervisor
+        gives up (restart intensity) while the block runs, the block is cancelled and its
+        error is raised here.
+
+        Example::
+
+            async with Supervisor([Counter(name="counter")]).run() as tree:
+                await tree.ref("counter").cast("bump")
+        """
+        tree = Tree(context)
+        root = _Process(self._polyn_fresh(), tree, None, None)
+        tree._root = root
+        error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await root.start(nursery, functools.partial(_run_root, root))
+                except Exception as exc:
+                    if isinstance(exc, ActorError):
+                        raise
+                    raise ActorError(f"supervisor {root.label} failed to start: {exc!r}") from exc
+                nursery.start_soon(_cancel_when_failed, root, nursery.cancel_scope)
+                try:
+                    yield tree
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await root.shutdown(root.actor.shutdown)
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Only the block's own exception can be in here (actors never raise out of their
+            # tasks): hand it back as it was raised, not wrapped in a group.
+            error = unwrap(group)
+            if error is group:
+                raise
+        if error is not None:
+            raise error
+        reason = root.reason
+        if not is_normal(reason):
+            if isinstance(reason, ActorError) or not isinstance(reason, Exception):
+                raise reason  # type: ignore[misc]
+            raise ActorError(f"supervisor {root.label} crashed: {reason!r}") from reason
+
+    async def main(self, context: Mapping[str, Any] | None = None) -> None:
+        """Run a tree with this supervisor at its root until it stops; ``trio.run(sup.main)``.
+
+        Returns when the tree is stopped (:meth:`Tree.stop`); raises ActorError when it fails
+        to start or the root gives up. Cancelling it (or Ctrl-C) stops every actor gracefully,
+        each running its ``terminate``, before the cancellation goes on.
+        """
+        async with self.run(context) as tree:
+            assert tree._root is not None
+            await tree._root.wait_finished()
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        for spec in self.children:
+            child = _Child(spec)
+            self._records[child] = None
+            try:
+                await self._start(child)
+            except _StartFailed as failed:
+                await self._stop_all()
+                raise self._start_error(failed) from failed.cause
+
+    async def terminate(self, reason: object) -> None:
+        await self._stop_all()
+
+    async def handle_call(self, request: Any) -> Any:
+        if isinstance(request, _StartChild):
+            return await self._start_child(request.spec)
+        if isinstance(request, _TerminateChild):
+            return await self._terminate_child(request.child)
+        if isinstance(request, _WhichChildren):
+            return [self._info(child) for child in self._records]
+        return await super().handle_call(request)
+
+    async def _polyn_child_exit(self, child: _Process) -> None:
+        record = child.record
+        if not isinstance(record, _Child) or record.process is not child:
+            return  # a run this supervisor already stopped or replaced
+        record.process = None
+        reason = child.reason
+        if isinstance(reason, BaseException) and not isinstance(reason, Exception):
+            raise reason  # KeyboardInterrupt and the like go up the tree, never restart
+        restart = record.spec.restart
+        if restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and not is_normal(reason)):
+            await self._restart(record, reason)
+        elif restart is Restart.TEMPORARY:
+            self._records.pop(record, None)
+
+    # -- the rules ---------------------------------------------------------------------------
+
+    async def _start(self, child: _Child) -> None:
+        me = self._running()
+        assert me.nursery is not None
+        try:
+            actor = child.spec._polyn_fresh()
+            process = _Process(actor, me.tree, me, child)
+            await process.start(me.nursery, process.run)
+        except Exception as exc:
+            child.process = None
+            _log.error(
+                "supervisor %s: child %s failed to start: %r",
+                me.label,
+                child.label,
+                exc,
+                exc_info=None if isinstance(exc, _StartError) else exc,
+                extra={"actor": me.label},
+            )
+            raise _StartFailed(child, exc) from exc
+        child.process = process
+
+    def _start_error(self, failed: _StartFailed) -> _StartError:
+        return _StartError(
+            f"supervisor {self._running().label} failed to start child "
+            f"{failed.child.label}: {failed.cause!r}"
+        )
+
+    async def _restart(self, child: _Child, reason: object) -> None:
+        trigger = child
+        while True:
+            if not self._add_restart():
+                error = ActorError(
+                    f"supervisor {self._running().label} reached its maximum restart "
+                    f"intensity (more than {self.max_restarts} restarts within "
+                    f"{self.max_seconds} s); last exit: child {trigger.label}, {reason!r}"
+                )
+                if isinstance(reason, BaseException):
+                    raise error from reason
+                raise error
+            _log.info(
+                "supervisor %s: restarting child %s (%s) after %r",
+                self._running().label,
+                trigger.label,
+                self.strategy.value,
+                reason,
+            )
+            try:
+                await self._restart_group(trigger)
+                return
+            except _StartFailed as failed:
+                # OTP's try_again_restart: the child that failed to start becomes the trigger.
+                trigger = failed.child
+                reason = failed.cause
+
+    def _add_restart(self) -> bool:
+        now = trio.current_time()
+        restarts = self._restarts
+        threshold = now - self.max_seconds
+        while restarts and restarts[0] < threshold:
+            restarts.popleft()
+        restarts.append(now)
+        return len(restarts) <= self.max_restarts
+
+    async def _restart_group(self, trigger: _Child) -> None:
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            await self._start(trigger)
+            return
+        children = list(self._records)
+        if self.strategy is Strategy.REST_FOR_ONE:
+            children = children[children.index(trigger) :]
+        for child in reversed(children):
+            if child.process is not None:
+                await self._stop_child(child)
+        for child in children:
+            if child.spec.restart is Restart.TEMPORARY and child is not trigger:
+                del self._records[child]
+        for child in children:
+            if child in self._records:
+                await self._start(child)
+
+    async def _stop_child(self, child: _Child) -> None:
+        process = child.process
+        if process is not None:
+            child.process = None
+            await process.shutdown(child.spec.shutdown)
+
+    async def _stop_all(self) -> None:
+        for child in reversed(list(self._records)):
+            await self._stop_child(child)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _start_child(self, spec: Actor) -> ActorRef | _Refused:
+        child = _Child(spec)
+        self._records[child] = None
+        try:
+            await self._start(child)
+        except _StartFailed as failed:
+            self._records.pop(child, None)
+            error = self._start_error(failed)
+            error.__cause__ = failed.cause
+            return _Refused(error)
+        assert child.process is not None
+        return child.process.ref
+
+    async def _terminate_child(self, target: ActorRef | str) -> _Refused | None:
+        me = self._running()
+        if isinstance(target, str):
+            process = me.tree._names.get(target)
+        else:
+            process = target._process or me.tree._names.get(target.name or "")
+        record = process.record if process is not None and process.parent is me else None
+        if not isinstance(record, _Child) or record not in self._records:
+            return _Refused(ActorError(f"{target!r} is not a running child of {me.label}"))
+        del self._records[record]
+        await self._stop_child(record)
+        return None
+
+    def _info(self, child: _Child) -> ChildInfo:
+        spec = child.spec
+        return ChildInfo(
+            name=spec.name,
+            ref=None if child.process is None else child.process.ref,
+            restart=spec.restart,
+            supervisor=isinstance(spec, Supervisor),
+            spec=spec,
+        )
+
+
+class DynamicSupervisor(Supervisor):
+    """A ``one_for_one`` supervisor that starts with no children and gets them at run time.
+
+    ``DynamicSupervisor(max_children=None, max_restarts=3, max_seconds=5, **options)``, as
+    Elixir's: children come from :func:`start_child` (and leave by :func:`terminate_child`),
+    always spawned by the supervisor's own task. ``max_children`` bounds how many it holds at
+    once; past it :func:`start_child` raises ActorError. On shutdown all children are asked to
+    stop at once and waited for together, since there may be many and they are independent.
+
+    Example::
+
+        pool = DynamicSupervisor(name="sessions", max_children=1000)
+        async with Supervisor([pool]).run() as tree:
+            ref = await tree.start_child(Session(user_id), supervisor="sessions")
+    """
+
+    def __init__(
+        self,
+        *,
+        max_children: int | None = None,
+        max_restarts: int = 3,
+        max_seconds: float = 5,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            (),
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=max_restarts,
+            max_seconds=max_seconds,
+            **options,
+        )
+        if max_children is not None and max_children < 0:
+            raise ValueError(f"max_children must be >= 0 or None, not {max_children!r}")
+        self.max_children = max_children
+
+    async def _start_child(self, spec: Actor) -> ActorRef | _Refused:
+        if self.max_children is not None and len(self._records) >= self.max_children:
+            return _Refused(
+                ActorError(
+                    f"supervisor {self._running().label} already has its "
+                    f"max_children={self.max_children} children"
+                )
+            )
+        return await super()._start_child(spec)
+
+    async def _stop_all(self) -> None:
+        stopping = []
+        for child in reversed(list(self._records)):
+            process = child.process
+            if process is not None:
+                child.process = None
+                stopping.append((process, process.begin_shutdown(child.spec.shutdown)))
+        for process, deadline in stopping:
+            await process.finish_shutdown(deadline)
+
+
+async def _run_root(root: _Process) -> None:
+    # The root's task is new, so this only touches the tree's own copy of the context.
+    _current.set(root.tree)
+    await root.run(shielded=True)
+
+
+async def _cancel_when_failed(root: _Process, scope: trio.CancelScope) -> None:
+    await root.wait_finished()
+    if not is_normal(root.reason):
+        scope.cancel()
+
+
+def _supervisor_process(supervisor: ActorRef) -> _Process:
+    process = supervisor._resolve()
+    if not isinstance(process.actor, Supervisor):
+        raise ActorError(f"{supervisor!r} is not a supervisor")
+    return process
+
+
+async def start_child(supervisor: ActorRef, spec: Actor) -> ActorRef:
+    """Have ``supervisor`` start a fresh instance of ``spec`` as its last child.
+
+    Waits until the child's ``init`` has returned (no timeout) and returns a ref to that run.
+    The supervisor's own task spawns the child, so it joins the supervisor's tree and context
+    whoever asks. Raises :class:`~polyn.errors.ActorError` if the child fails to start
+    (chained to the cause; the supervisor goes on, and keeps no record of it), if
+    ``supervisor`` is not a running supervisor, or if a :class:`DynamicSupervisor` is full.
+
+    Example::
+
+        worker = await start_child(tree.ref("workers"), Worker(job_id, restart="transient"))
+    """
+    if not isinstance(spec, Actor):
+        raise TypeError(f"a child must be an Actor instance, not {spec!r}")
+    _supervisor_process(supervisor)
+    result = await supervisor.call(_StartChild(spec), timeout=None)
+    if isinstance(result, _Refused):
+        raise result.error
+    assert isinstance(result, ActorRef)
+    return result
+
+
+async def terminate_child(supervisor: ActorRef, child: ActorRef | str) -> None:
+    """Have ``supervisor`` stop ``child`` (a ref or a registered name) and forget it.
+
+    The child is stopped as at shutdown (``terminate`` with ``"shutdown"``, cancelled after
+    its ``shutdown`` time) and removed from the supervisor, so it is not restarted; unlike
+    OTP's ``terminate_child``, the spec is not kept. Raises ActorError if ``child`` is not a
+    running child of ``supervisor``.
+
+    Example::
+
+        await terminate_child(tree.ref("workers"), worker)
+    """
+    _supervisor_process(supervisor)
+    result = await supervisor.call(_TerminateChild(child), timeout=None)
+    if isinstance(result, _Refused):
+        raise result.error
+
+
+async def which_children(supervisor: ActorRef) -> list[ChildInfo]:
+    """The children of ``supervisor`` in start order, running or not.
+
+    Example::
+
+        down = [c.name for c in await which_children(tree.root) if c.ref is None]
+    """
+    _supervisor_process(supervisor)
+    result = await supervisor.call(_WhichChildren(), timeout=None)
+    assert isinstance(result, list)
+    return result

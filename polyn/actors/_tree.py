@@ -1,0 +1,192 @@
+"""A running tree: its name registry and read-only context, and how code finds its own tree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from polyn.errors import ActorError
+
+if TYPE_CHECKING:
+    from polyn.actors._actor import Actor
+    from polyn.actors._process import _Process
+    from polyn.actors._ref import ActorRef
+    from polyn.actors._supervisor import ChildInfo
+
+# Set in the root actor's task only. Trio copies the spawning task's contextvars into every new
+# task, and every actor is spawned by its supervisor's task (helpers by their actor's task), so
+# the whole tree inherits it and nothing outside the tree sees it.
+_current: Final[ContextVar[Tree | None]] = ContextVar("polyn.actors.tree", default=None)
+
+
+class Tree:
+    """A running supervision tree, and the handle its starter gets back.
+
+    :meth:`Supervisor.run() <polyn.actors.Supervisor.run>` yields one; inside the tree,
+    :func:`current_tree` and every actor's :attr:`~polyn.actors.Actor.tree` return the same
+    object. It holds the tree's name registry (names never leak between trees, so two trees in
+    one process, say two tests, never see each other's actors) and the read-only ``context``
+    mapping given by whoever started the tree.
+
+    Example::
+
+        async with Supervisor([Counter(name="counter")]).run(context={"env": "test"}) as tree:
+            await tree.ref("counter").cast("bump")
+            assert tree.context["env"] == "test"
+    """
+
+    __slots__ = ("_context", "_names", "_root", "_seq")
+
+    def __init__(self, context: Mapping[str, Any] | None = None) -> None:
+        self._context: Mapping[str, Any] = MappingProxyType(dict(context or {}))
+        self._names: dict[str, _Process] = {}
+        self._root: _Process | None = None
+        self._seq = 0
+
+    def __repr__(self) -> str:
+        root = "not started" if self._root is None else self._root.label
+        return f"<Tree root={root} names={len(self._names)}>"
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """The read-only mapping given when the tree was started (empty if none was)."""
+        return self._context
+
+    @property
+    def root(self) -> ActorRef:
+        """A ref to the tree's root supervisor (the very process, not its name)."""
+        if self._root is None:
+            raise ActorError("the tree has not started yet")
+        return self._root.ref
+
+    @property
+    def running(self) -> bool:
+        """Whether the root is still running."""
+        return self._root is not None and not self._root.finished
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """A ref following the actor registered as ``name``, or None if none runs now.
+
+        The ref resolves the name again at every use, so it reaches the actor across restarts.
+        """
+        if name not in self._names:
+            return None
+        from polyn.actors._ref import ActorRef
+
+        return ActorRef._for_name(self, name)
+
+    def ref(self, name: str) -> ActorRef:
+        """Like :meth:`whereis`, but raises :class:`~polyn.errors.ActorError` if none runs now."""
+        ref = self.whereis(name)
+        if ref is None:
+            raise ActorError(self._unknown(name))
+        return ref
+
+    async def start_child(
+        self, spec: Actor, *, supervisor: ActorRef | str | None = None
+    ) -> ActorRef:
+        """Start ``spec`` under ``supervisor`` (the root by default); see :func:`start_child`."""
+        from polyn.actors._supervisor import start_child
+
+        return await start_child(self._supervisor(supervisor), spec)
+
+    async def terminate_child(
+        self, child: ActorRef | str, *, supervisor: ActorRef | str | None = None
+    ) -> None:
+        """Stop and remove ``child`` of ``supervisor`` (the root by default); see
+        :func:`terminate_child`."""
+        from polyn.actors._supervisor import terminate_child
+
+        await terminate_child(self._supervisor(supervisor), child)
+
+    async def which_children(self, *, supervisor: ActorRef | str | None = None) -> list[ChildInfo]:
+        """The children of ``supervisor`` (the root by default); see :func:`which_children`."""
+        from polyn.actors._supervisor import which_children
+
+        return await which_children(self._supervisor(supervisor))
+
+    async def stop(self) -> None:
+        """Stop the whole tree gracefully (children in reverse start order).
+
+        From outside the tree, waits until every actor has finished. From inside (an actor
+        stopping its own tree), only asks for the stop and returns: waiting would mean waiting
+        for the caller itself.
+        """
+        root = self._root
+        if root is None:
+            return
+        if _current.get() is self:
+            root.stopped_by_parent = True
+            root.request_stop("shutdown")
+            await trio.lowlevel.checkpoint()
+        else:
+            await root.shutdown(root.actor.shutdown)
+
+    def _supervisor(self, supervisor: ActorRef | str | None) -> ActorRef:
+        if supervisor is None:
+            return self.root
+        if isinstance(supervisor, str):
+            return self.ref(supervisor)
+        return supervisor
+
+    def _unknown(self, name: str) -> str:
+        return f"no actor named {name!r} is running in this tree"
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _register(self, process: _Process) -> None:
+        name = process.name
+        if name is None:
+            return
+        if name in self._names:
+            raise ActorError(
+                f"the name {name!r} is already taken in this tree "
+                f"by {self._names[name].actor!r}; names are unique within a tree"
+            )
+        self._names[name] = process
+
+    def _unregister(self, process: _Process) -> None:
+        name = process.name
+        if name is not None and self._names.get(name) is process:
+            del self._names[name]
+
+
+def current_tree() -> Tree | None:
+    """The tree the calling task runs in, or None outside any tree.
+
+    Every actor of a tree, and every task an actor spawns, sees its tree; code outside uses the
+    handle that :meth:`Supervisor.run() <polyn.actors.Supervisor.run>` returned.
+
+    Example::
+
+        tree = current_tree()
+        config = tree.context["config"] if tree is not None else None
+    """
+    return _current.get()
+
+
+def whereis(name: str) -> ActorRef | None:
+    """Find the actor registered as ``name`` in the calling task's tree; None if none runs.
+
+    Raises :class:`~polyn.errors.ActorError` when called outside any tree (use the tree's
+    handle there). The ref returned follows the name across restarts.
+
+    Example::
+
+        nats = whereis("nats")
+        if nats is not None:
+            await nats.cast("ping")
+    """
+    tree = _current.get()
+    if tree is None:
+        raise ActorError(
+            f"whereis({name!r}) was called outside a running tree; "
+            "use the handle returned by Supervisor.run() instead"
+        )
+    return tree.whereis(name)
