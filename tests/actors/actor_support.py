@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -90,3 +93,28 @@ def events(log: list[tuple[Any, ...]], *kinds: str) -> list[tuple[Any, ...]]:
 async def settle() -> None:
     """Wait until every task is blocked: crashes handled, restarts done."""
     await trio.testing.wait_all_tasks_blocked()
+
+
+@contextlib.contextmanager
+def real_deadline(seconds: float, what: str) -> Iterator[None]:
+    """Cancel the block after ``seconds`` of real time and raise TimeoutError.
+
+    A runtime regression tends to show as a hang, and under a MockClock with nothing left to
+    jump to, trio's own deadlines never fire: a thread's timer does.
+    """
+    token = trio.lowlevel.current_trio_token()
+    with trio.CancelScope() as scope:
+
+        def expire() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(scope.cancel)
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+    if scope.cancelled_caught:
+        raise TimeoutError(f"{what} ran for more than {seconds} s")

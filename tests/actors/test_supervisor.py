@@ -200,8 +200,8 @@ async def test_past_its_intensity_a_supervisor_stops_its_children_and_fails_nami
         async with spec.run() as tree:
             for _ in range(3):
                 await tree.ref("b").cast("crash")
-                await settle()
-            await trio.sleep_forever()  # cancelled when the root gives up
+                await settle()  # the third time, the root gives up and cancels the block
+            pytest.fail("the supervisor should have given up")
     assert str(caught.value) == (
         "supervisor 'root' reached its maximum restart intensity (more than 2 restarts "
         "within 5 s); last exit: child 'b', RuntimeError('b crashed')"
@@ -226,11 +226,54 @@ async def test_restarts_older_than_max_seconds_no_longer_count(
         assert tree.running
 
 
+async def test_a_restart_exactly_max_seconds_ago_still_counts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # OTP keeps a restart at t while t >= now - period.
+    with pytest.raises(ActorError, match="maximum restart intensity"):
+        async with Supervisor(recorders([], "a"), max_restarts=1, max_seconds=5).run() as tree:
+            await tree.ref("a").cast("crash")
+            await settle()
+            autojump_clock.jump(5)
+            await tree.ref("a").cast("crash")
+            await settle()  # the root gives up here, which cancels the block
+            pytest.fail("the supervisor should have given up")
+
+
+async def test_a_child_that_fails_to_restart_becomes_the_trigger_of_the_next_attempt() -> None:
+    log: Log = []
+    failures: list[str] = []
+
+    class Refuser(Recorder):
+        async def init(self) -> None:
+            if self.name in failures:
+                failures.remove(self.name)
+                self.log.append(("init-failed", self.name))
+                raise OSError("not now")
+            await super().init()
+
+    children = [Refuser(log, name=name) for name in ["a", "b", "c"]]
+    async with Supervisor(children, strategy="rest_for_one").run() as tree:
+        del log[:]
+        failures.append("c")
+        await tree.ref("b").cast("crash")
+        await settle()
+        # b's restart starts b, then c fails; the next attempt restarts from c, not from b.
+        assert lifecycle(log) == [
+            ("terminate", "b", "RuntimeError"),
+            ("terminate", "c", "shutdown"),
+            ("init", "b"),
+            ("init-failed", "c"),
+            ("init", "c"),
+        ]
+
+
 async def test_max_restarts_zero_escalates_the_first_crash() -> None:
     with pytest.raises(ActorError, match="more than 0 restarts"):
         async with Supervisor(recorders([], "a"), max_restarts=0).run() as tree:
             await tree.ref("a").cast("crash")
-            await trio.sleep_forever()
+            await settle()  # the root gives up here, which cancels the block
+            pytest.fail("the supervisor should have given up")
 
 
 async def test_a_nested_supervisor_that_gives_up_is_a_crash_for_its_parent() -> None:
@@ -260,7 +303,8 @@ async def test_a_child_that_keeps_failing_to_restart_exhausts_the_intensity() ->
     with pytest.raises(ActorError, match="maximum restart intensity") as caught:
         async with Supervisor([Flaky([], name="f")], max_restarts=3).run() as tree:
             await tree.ref("f").cast("crash")
-            await trio.sleep_forever()
+            await settle()  # the root gives up here, which cancels the block
+            pytest.fail("the supervisor should have given up")
     assert attempts == ["started", "failed", "failed", "failed"]
     assert isinstance(caught.value.__cause__, OSError)
 
@@ -450,6 +494,7 @@ async def test_a_keyboard_interrupt_in_an_actor_is_never_restarted_and_stops_the
     with caplog.at_level(logging.CRITICAL), pytest.raises(KeyboardInterrupt):
         async with Supervisor([Recorder(log, name="a"), Interrupted(log, name="b")]).run() as t:
             await t.ref("b").cast("now")
-            await trio.sleep_forever()
+            await settle()
+            pytest.fail("the tree should have stopped")
     assert events(log, "init").count(("init", "b")) == 1
     assert ("terminate", "a", "shutdown") in log
