@@ -381,6 +381,7 @@ class _Process:
         if not started:
             if reason is None:  # cancelled during init
                 reason = ActorError(f"actor {self.label} was cancelled during init")
+            self._close(reason)  # whoever called it while init ran is waiting
             self._notify_started(reason if isinstance(reason, BaseException) else None)
         elif not stopping:
             if reason is None:  # its supervisor cancelled it: no terminate, as with OTP's kill

@@ -220,3 +220,33 @@ async def test_a_cancelled_caller_leaves_the_callee_running() -> None:
         await trio.sleep(0.1)
         assert await a.call("ping") == "pong"
     assert events(log, "terminate") == [("terminate", "a", "shutdown")]
+
+
+async def test_a_caller_waiting_on_an_actor_whose_init_fails_gets_actor_error() -> None:
+    may_fail = trio.Event()
+
+    class Hesitant(Actor):
+        async def init(self) -> None:
+            await may_fail.wait()
+            raise OSError("gave up starting")
+
+    errors: list[str] = []
+    async with Supervisor([], name="root").run() as tree:
+
+        async def start() -> None:
+            with pytest.raises(ActorError, match="failed to start child 'h'"):
+                await tree.start_child(Hesitant(name="h"))
+
+        async def call() -> None:
+            try:
+                await tree.ref("h").call("hello")
+            except ActorError as exc:
+                errors.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(start)
+            await settle()
+            nursery.start_soon(call)  # the name is registered while init runs
+            await settle()
+            may_fail.set()
+    assert errors == ["actor 'h' stopped (OSError('gave up starting')) before replying to the call"]
