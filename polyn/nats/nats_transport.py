@@ -27,7 +27,7 @@ import re
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import attrs
 import nats
@@ -51,6 +51,7 @@ from polyn.errors import (
     RequestTimeout,
     StreamError,
 )
+from polyn.nats import _wire
 from polyn.nats._bridge import Inbox, LoopThread, Outbox, Waiter
 from polyn.nats.message import Message
 from polyn.nats.transport import ConsumerInfo, KvEntry, KvWatch, PubAck, StreamInfo, Subscription
@@ -88,6 +89,7 @@ class ConnectionState:
     reconnects: int = 0
     last_error: str | None = None
     closed: bool = False
+    dropped: int = 0  # core NATS messages dropped because a subscriber fell too far behind
 
 
 def _check_subject(subject: str, what: str = "subject") -> None:
@@ -271,7 +273,13 @@ class NatsTransport:
         self.state = ConnectionState()
         self._bridge = LoopThread(name=f"polyn-nats-{id(self):x}")
         self._nc: Client | None = None
-        self._outbox = Outbox(self._bridge, self._write)
+        self._fast = bool(self._options.pop("fast", True))
+        self._outbox = Outbox(
+            self._bridge,
+            write_one=self._write,
+            write_batch=self._write_batch,
+            can_write_batch=self._can_write_batch,
+        )
         self._replies: dict[str, Waiter[Message]] = {}
         self._pullers: dict[tuple[str, str], _Puller] = {}
         self._tokens = itertools.count(1)
@@ -330,10 +338,11 @@ class NatsTransport:
             raise NatsConnectionError(f"could not connect to NATS at {servers}: {reason}") from None
         nc.options["max_reconnect_attempts"] = reconnect_attempts
         self._nc = nc
+        self._fast = self._fast and _wire.supported(nc)
         self._max_payload = nc.max_payload
         prefix = nc.new_inbox()
         self._reply_prefix = prefix + "."
-        await nc.subscribe(prefix + ".*", cb=self._on_reply, pending_msgs_limit=1_000_000)
+        await self._nats_subscribe(prefix + ".*", None, self._on_reply)
         self._drainer = self._outbox.start()
         self.state.connected = True
         self.state.url = _url_of(nc)
@@ -436,6 +445,40 @@ class NatsTransport:
             self._bridge.to_trio(self._closed_event.set)
 
     # -- the outgoing pump (loop thread) ------------------------------------------------------
+
+    def _can_write_batch(self) -> bool:
+        return self._fast and self._nc is not None and _wire.writable_now(self._nc)
+
+    def _write_batch(self, ops: list[tuple[Any, ...]]) -> None:
+        nc = self._nc
+        assert nc is not None
+        encode = _wire.encode_publish
+        transport = nc._transport
+        assert transport is not None
+        transport.writelines([encode(op[0], op[2] or "", op[1], op[3]) for op in ops])
+        nc.stats["out_msgs"] += len(ops)
+        nc.stats["out_bytes"] += sum(len(op[1]) for op in ops)
+
+    async def _nats_subscribe(
+        self, subject: str, queue: str | None, deliver: Callable[[NatsMsg], None]
+    ) -> Any:  # loop thread
+        """Subscribe with nats-py, delivering each message to ``deliver`` on the loop thread."""
+        nc = self._nc
+        assert nc is not None
+        if self._fast:
+            sub = await nc.subscribe(subject, queue=queue or "")
+            earlier = sub._pending_queue
+            sub._pending_queue = cast(Any, _wire.DirectQueue(sub, deliver))
+            while not earlier.empty():  # delivered before the swap (rare): keep their order
+                deliver(earlier.get_nowait())
+            return sub
+
+        async def callback(msg: NatsMsg) -> None:
+            deliver(msg)
+
+        return await nc.subscribe(
+            subject, queue=queue or "", cb=callback, pending_msgs_limit=1_000_000
+        )
 
     async def _write(self, op: tuple[Any, ...]) -> None:
         subject, data, reply, headers = op
@@ -542,19 +585,34 @@ class NatsTransport:
             self._replies.pop(token, None)
 
     async def subscribe(
-        self, subject: str, *, queue: str | None = None, max_pending: int = 10_000
+        self, subject: str, *, queue: str | None = None, max_pending: int = 65_536
     ) -> Subscription:
         self._check_open()
         _check_subject(subject)
         inbox: Inbox[Message] = Inbox(self._bridge, limit=max_pending)
         convert = self._convert
+        state = self.state
 
-        async def deliver(msg: NatsMsg) -> None:
-            await inbox.put(convert(msg))
+        def deliver(msg: NatsMsg) -> None:
+            if not inbox.offer(convert(msg)):
+                # A core NATS subscriber that falls this far behind loses messages, as with the
+                # server's own slow-consumer limit; say so rather than drop silently.
+                state.dropped += 1
+                if state.dropped == 1 or state.dropped % 10_000 == 0:
+                    log.warning(
+                        "slow consumer on %r: %d messages waiting, %d dropped so far",
+                        subject,
+                        len(inbox),
+                        state.dropped,
+                    )
 
         async def start() -> Any:
+            sub = await self._nats_subscribe(subject, queue, deliver)
             assert self._nc is not None
-            return await self._nc.subscribe(subject, queue=queue or "", cb=deliver)
+            # Interest is registered on the server before subscribe() returns, so a message
+            # published after it (by anyone) is received.
+            await self._nc.flush()
+            return sub
 
         sub = await self._bridge.run(start, translate)
 
@@ -591,7 +649,7 @@ class NatsTransport:
     def _convert(self, msg: NatsMsg) -> Message:
         return Message(msg.subject, msg.data, msg.reply or None, msg.headers or {}, self)
 
-    async def _on_reply(self, msg: NatsMsg) -> None:
+    def _on_reply(self, msg: NatsMsg) -> None:
         entry = self._replies.pop(msg.subject[len(self._reply_prefix) :], None)
         if entry is not None:  # else the waiter gave up (timeout or cancellation)
             self._bridge.resolve(entry, outcome.Value(self._convert(msg)))
@@ -808,11 +866,8 @@ class NatsTransport:
         async def subscribe() -> None:
             assert self._nc is not None
 
-            async def on_message(msg: NatsMsg) -> None:
-                self._on_pulled(puller, msg)
-
-            puller.subscription = await self._nc.subscribe(
-                puller.inbox + ".*", cb=on_message, pending_msgs_limit=1_000_000
+            puller.subscription = await self._nats_subscribe(
+                puller.inbox + ".*", None, lambda msg: self._on_pulled(puller, msg)
             )
 
         await self._bridge.run(subscribe, translate)

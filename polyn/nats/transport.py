@@ -145,9 +145,14 @@ class Transport(Protocol):
         """
 
     async def subscribe(
-        self, subject: str, *, queue: str | None = None, max_pending: int = 10_000
+        self, subject: str, *, queue: str | None = None, max_pending: int = 65_536
     ) -> Subscription:
-        """Subscribe to ``subject`` (wildcards allowed), optionally in a queue group."""
+        """Subscribe to ``subject`` (wildcards allowed), optionally in a queue group.
+
+        Interest is registered on the server when this returns. A subscriber more than
+        ``max_pending`` messages behind loses the excess, as core NATS does with slow consumers
+        (counted in the connection's state and logged); JetStream consumers never lose messages.
+        """
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has reached the server."""

@@ -7,10 +7,14 @@ import pytest
 from polyn.nats import NatsTransport
 
 
-@pytest.fixture
-async def transport(nats_url: str) -> AsyncIterator[NatsTransport]:
-    """A real transport connected to the session's nats-server, closed after the test."""
-    transport = await NatsTransport.connect(nats_url)
+@pytest.fixture(params=[True, False], ids=["fast", "public-api"])
+async def transport(nats_url: str, request: pytest.FixtureRequest) -> AsyncIterator[NatsTransport]:
+    """A real transport connected to the session's nats-server, closed after the test.
+
+    Every test runs twice: with the direct wire paths (``fast=True``, the default) and with
+    nats-py's public API only, the fallback used when nats-py's internals change.
+    """
+    transport = await NatsTransport.connect(nats_url, fast=request.param)
     try:
         yield transport
     finally:

@@ -78,24 +78,24 @@ async def test_reconnects_after_a_server_kill_and_loses_no_jetstream_message(
 async def test_publishes_queued_during_an_outage_are_sent_after_reconnect(
     fresh_server: NatsServer, names: Names
 ) -> None:
-    listener = await NatsTransport.connect(fresh_server.url, reconnect_time_wait=0.1)
-    sender = await NatsTransport.connect(fresh_server.url, reconnect_time_wait=0.1)
+    # One connection both listens and sends: it renews its subscription on reconnect before it
+    # sends what was queued, so the test does not race two independent reconnects.
+    transport = await NatsTransport.connect(fresh_server.url, reconnect_time_wait=0.1)
     try:
-        sub = await listener.subscribe(names.subject("q"))
+        sub = await transport.subscribe(names.subject("q"))
         await trio.to_thread.run_sync(fresh_server.kill)
-        await wait_until(lambda: not sender.state.connected)
+        await wait_until(lambda: not transport.state.connected)
         for i in range(10):
-            await sender.publish(names.subject("q"), str(i).encode())
+            await transport.publish(names.subject("q"), str(i).encode())
         await trio.to_thread.run_sync(fresh_server.restart)
-        await wait_until(lambda: sender.state.connected and listener.state.connected)
+        await wait_until(lambda: transport.state.connected)
         got = []
         with trio.fail_after(10):
             while len(got) < 10:
                 got.append((await sub.receive()).data)
         assert got == [str(i).encode() for i in range(10)]
     finally:
-        await sender.close()
-        await listener.close()
+        await transport.close()
 
 
 async def test_cancelled_loop_operation_returns_promptly_and_leaves_no_task(
