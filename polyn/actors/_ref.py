@@ -12,6 +12,7 @@ from polyn.actors._process import _CALL, _CAST, _INFO, _Process, _Reply
 from polyn.errors import ActorError, CallTimeout
 
 if TYPE_CHECKING:
+    from polyn.actors._actor import Actor
     from polyn.actors._tree import Tree
 
 
@@ -94,6 +95,19 @@ class ActorRef:
         if process is None:
             process = self._tree._names.get(self._name)  # type: ignore[arg-type]
         return process is not None and not process.closed
+
+    def running_actor(self) -> Actor:
+        """The actor instance running now (after a restart, the new one).
+
+        For objects an actor owns and others use directly, without a mailbox hop (the NATS
+        connection's transport, the schema store's snapshot). Read its public attributes only;
+        send it messages to change anything. Raises :class:`~polyn.errors.ActorError` when no
+        actor runs.
+        """
+        process = self._resolve()
+        if process.closed or process.finished:
+            raise ActorError(f"actor {process.label} is not running")
+        return process.actor
 
     async def call(self, request: Any, timeout: float | None = 5) -> Any:
         """Send ``request`` to ``handle_call`` and return its return value.

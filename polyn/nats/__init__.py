@@ -7,6 +7,12 @@ acknowledgements, and the value types the transport returns.
 
 from __future__ import annotations
 
+from polyn.nats.connection import (
+    NatsConnection,
+    TransportOverride,
+    set_transport_override,
+    transport_for,
+)
 from polyn.nats.message import Message, Metadata
 from polyn.nats.nats_transport import ConnectionState, NatsTransport, PayloadTooLargeError
 from polyn.nats.transport import (
@@ -26,10 +32,14 @@ __all__ = [
     "KvWatch",
     "Message",
     "Metadata",
+    "NatsConnection",
     "NatsTransport",
     "PayloadTooLargeError",
     "PubAck",
     "StreamInfo",
     "Subscription",
     "Transport",
+    "TransportOverride",
+    "set_transport_override",
+    "transport_for",
 ]

@@ -1,0 +1,190 @@
+"""The ``NatsConnection`` actor and :func:`transport_for`, how layer 4 reaches a transport.
+
+The actor owns a :class:`~polyn.nats.NatsTransport`'s lifecycle, not its traffic: publishers
+and consumers call the transport object directly (no mailbox hop per message), found with
+``transport_for("nats")``. The sandbox (``polyn.testing``) plugs in through one hook,
+:func:`set_transport_override`, consulted first.
+
+Example::
+
+    app = polyn.App(config, children=[NatsConnection(), ...])
+
+    # anywhere inside the tree:
+    transport = transport_for("nats")
+    await transport.publish("greeting.v1", b"{}")
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import trio
+
+from polyn.actors import Actor, ActorRef, current_tree
+from polyn.errors import ActorError, NatsConnectionError
+from polyn.nats.nats_transport import ConnectionState, NatsTransport, build_tls_context
+from polyn.nats.transport import Transport
+
+__all__ = [
+    "NatsConnection",
+    "TransportOverride",
+    "set_transport_override",
+    "transport_for",
+]
+
+log = logging.getLogger("polyn.nats")
+
+_ACTOR_OPTIONS = ("restart", "shutdown", "mailbox_size")
+
+
+class _HasWhereis(Protocol):
+    def whereis(self, name: str) -> ActorRef | None: ...
+
+
+TransportOverride = Callable[[object], "Transport | None"]
+"""Given the ``conn`` passed to :func:`transport_for`, return a transport or None (no override)."""
+
+_override: trio.lowlevel.RunVar[TransportOverride | None] = trio.lowlevel.RunVar(
+    "polyn_transport_override", default=None
+)
+
+
+def set_transport_override(hook: TransportOverride | None) -> None:
+    """Install (or with None remove) the hook :func:`transport_for` consults first.
+
+    It is per trio run (a ``RunVar``), so two runs never see each other's hook. The sandbox
+    installs one that returns the calling test's ``MockNats``; production code never calls this.
+    """
+    _override.set(hook)
+
+
+def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Transport:
+    """The transport behind ``conn``: a connection name in the calling task's tree (default
+    ``"nats"``), a ref to a :class:`NatsConnection`, a running tree's handle (its ``"nats"``),
+    or a transport itself.
+
+    Raises :class:`~polyn.errors.ActorError` when no connection runs under that name and
+    :class:`~polyn.errors.NatsConnectionError` when it has not connected or has closed.
+    """
+    try:
+        hook = _override.get()
+    except RuntimeError:  # outside a trio run
+        hook = None
+    if hook is not None:
+        found = hook(conn)
+        if found is not None:
+            return found
+    if isinstance(conn, ActorRef):
+        ref = conn
+    elif isinstance(conn, str):
+        tree = current_tree()
+        if tree is None:
+            raise ActorError(
+                f"transport_for({conn!r}) was called outside a running tree; pass the ref or "
+                "the handle returned by app.run() instead"
+            )
+        ref = tree.ref(conn)
+    elif hasattr(conn, "whereis"):
+        found_ref = conn.whereis("nats")
+        if found_ref is None:
+            raise ActorError("no connection named 'nats' runs in this tree")
+        ref = found_ref
+    else:
+        return conn  # already a transport
+    actor = ref.running_actor()
+    transport = getattr(actor, "transport", None)
+    if transport is None:
+        raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
+    return transport  # type: ignore[no-any-return]
+
+
+class NatsConnection(Actor):
+    """The actor that owns the connection to NATS (the seed's ``Gnat.ConnectionSupervisor``).
+
+    ``servers`` default to the tree's config (``config.servers``), as do credentials, nkeys,
+    user / password, token and TLS files; every other keyword (``reconnect_time_wait``,
+    ``max_reconnect_attempts``, ``connect_timeout``, ``connect_attempts``, ``fast`` ...) goes
+    to :meth:`NatsTransport.connect`, and through it to nats-py. Actor options (``restart``,
+    ``shutdown``, ``mailbox_size``) are taken out first.
+
+    While running, the connection reconnects by itself and :attr:`state` shows the outages. A
+    connection closed for good (reconnect attempts exhausted, or closed by the server) crashes
+    the actor with :class:`~polyn.errors.NatsConnectionError`, so its supervisor restarts it
+    and, under the App's ``rest_for_one``, everything started after it. The connection is
+    flushed and closed in a shielded ``finally`` when the actor stops; its thread ends with it.
+
+    Calls: ``"state"`` returns a copy of the :class:`ConnectionState`; ``"health"`` returns
+    whether it is connected now.
+    """
+
+    def __init__(
+        self, name: str = "nats", servers: str | list[str] | None = None, **options: Any
+    ) -> None:
+        actor_options = {key: options.pop(key) for key in _ACTOR_OPTIONS if key in options}
+        super().__init__(name=name, **actor_options)
+        self.servers = [servers] if isinstance(servers, str) else servers
+        self.options = options
+        self.transport: NatsTransport | None = None
+
+    def connect_options(self, context: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        """The servers and nats-py options for this connection, from the config and overrides."""
+        config = context.get("config")
+        options: dict[str, Any] = {}
+        servers = self.servers
+        if config is not None:
+            if servers is None:
+                servers = list(config.servers)
+            if config.credentials:
+                options["user_credentials"] = config.credentials
+            if config.nkeys_seed:
+                options["nkeys_seed"] = config.nkeys_seed
+            if config.user:
+                options["user"] = config.user
+            if config.password:
+                options["password"] = config.password
+            if config.token:
+                options["token"] = config.token
+            tls = build_tls_context(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
+            if tls is not None:
+                options["tls"] = tls
+        options.update(self.options)
+        return servers or ["nats://127.0.0.1:4222"], options
+
+    @property
+    def state(self) -> ConnectionState:
+        """The live connection state (connected, url, disconnects, reconnects, last error)."""
+        if self.transport is None:
+            return ConnectionState()
+        return self.transport.state
+
+    async def init(self) -> None:
+        servers, options = self.connect_options(self.context)
+        self.transport = await NatsTransport.connect(servers, **options)
+        log.info("connected to NATS at %s", self.transport.state.url)
+        self.nursery.start_soon(self._own, self.transport)
+
+    async def _own(self, transport: NatsTransport) -> None:
+        # A helper task's finally runs however the actor ends (even cancelled without
+        # terminate), so the loop thread never outlives the actor.
+        try:
+            reason = await transport.wait_closed()
+            raise NatsConnectionError(reason)
+        finally:
+            with trio.CancelScope(shield=True):
+                await transport.close()
+
+    async def handle_call(self, request: Any) -> Any:
+        if request == "state":
+            return copy.copy(self.state)
+        if request == "health":
+            return self.state.connected
+        return await super().handle_call(request)
+
+    async def terminate(self, reason: object) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            with trio.CancelScope(shield=True):
+                await transport.close()
