@@ -7,7 +7,10 @@ Polyn clients. Services are trees of actors under supervisors; ``trio.run(app.ma
 
 from __future__ import annotations
 
+from polyn import codec, naming
 from polyn._version import __version__
+from polyn.actors import Actor, ActorRef, DynamicSupervisor, Restart, Strategy, Supervisor
+from polyn.config import Config
 from polyn.errors import (
     ActorError,
     CallTimeout,
@@ -25,22 +28,36 @@ from polyn.errors import (
     StreamError,
     ValidationError,
 )
+from polyn.event import Event
+from polyn.nats import NatsConnection, transport_for
 
 __all__ = [
+    "Actor",
     "ActorError",
+    "ActorRef",
     "CallTimeout",
+    "Config",
     "ConfigError",
     "ConsumerError",
+    "DynamicSupervisor",
+    "Event",
     "MigrationError",
     "NamingError",
+    "NatsConnection",
     "NatsConnectionError",
     "PolynError",
     "RequestTimeout",
+    "Restart",
     "SandboxError",
     "SchemaError",
     "SchemaStoreError",
     "ServerError",
+    "Strategy",
     "StreamError",
+    "Supervisor",
     "ValidationError",
     "__version__",
+    "codec",
+    "naming",
+    "transport_for",
 ]
