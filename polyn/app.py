@@ -1,0 +1,217 @@
+"""The App: a service's root supervisor plus its config, and how to run it.
+
+``App(config, children)`` is a :class:`~polyn.actors.Supervisor` tree whose context carries the
+config (``{"config": config}``), so every actor below finds it without importing the App. The
+default strategy is ``rest_for_one``: with :class:`~polyn.NatsConnection` first, a restarted
+connection restarts everything started after it, so nobody keeps a dead transport.
+
+Two ways to run it:
+
+- ``trio.run(app.main)`` runs the service until it is cancelled or gets SIGINT / SIGTERM, then
+  stops the tree gracefully (children in reverse order, each running its ``terminate``) and
+  returns. It raises :class:`~polyn.errors.ActorError` if a child fails to start or the restart
+  intensity is exceeded.
+- ``async with app.run() as running:`` starts the tree inside the current trio run (a test, a
+  script) and yields a :class:`Running` handle; leaving the block stops the tree.
+
+Inside the tree, :func:`current_app` gives the config and the registry.
+
+Example::
+
+    app = polyn.App(
+        polyn.Config(domain="com.acme", source_root="orders.payments"),
+        children=[polyn.NatsConnection(), polyn.SchemaStore(), ReceiptMailer()],
+    )
+    trio.run(app.main)
+
+    # in a test or script:
+    async with app.run() as running:
+        await polyn.pub(running, "payment.captured.v1", {"amount": 10})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
+from polyn.config import Config
+from polyn.errors import PolynError
+from polyn.nats import NatsConnection
+
+__all__ = ["App", "AppContext", "Running", "current_app"]
+
+log = logging.getLogger("polyn.app")
+
+
+class _Root(Supervisor):
+    """The App's root supervisor; it can tell synchronously whether all its children run."""
+
+    def children_running(self) -> bool:
+        for child in self._records:
+            process = child.process
+            if process is None or process.finished or process.closed:
+                return False
+        return True
+
+    def running_children(self) -> list[Actor]:
+        return [
+            child.process.actor
+            for child in self._records
+            if child.process is not None and not child.process.finished
+        ]
+
+
+@attrs.frozen
+class AppContext:
+    """What :func:`current_app` returns: the running App's config and registry."""
+
+    config: Config
+    tree: Tree
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The actor registered as ``name`` in the app's tree, or None."""
+        return self.tree.whereis(name)
+
+
+def current_app() -> AppContext:
+    """The config and registry of the App the calling task runs in.
+
+    Raises :class:`~polyn.errors.PolynError` outside a running tree, or in a tree started
+    without a config.
+
+    Example::
+
+        class Mailer(polyn.Actor):
+            async def init(self):
+                self.domain = polyn.current_app().config.domain
+    """
+    tree = current_tree()
+    if tree is None:
+        raise PolynError(
+            "current_app() was called outside a running App; use the handle of "
+            "`async with app.run() as running` there"
+        )
+    config = tree.context.get("config")
+    if not isinstance(config, Config):
+        raise PolynError("current_app(): this tree was not started by a polyn.App (no config)")
+    return AppContext(config=config, tree=tree)
+
+
+class Running:
+    """The handle of a running App: ``async with app.run() as running``.
+
+    Attributes: ``config``, ``tree`` (the actors :class:`~polyn.actors.Tree`), ``context`` (the
+    tree's read-only context). ``polyn.pub(running, ...)`` publishes through its connection.
+    """
+
+    __slots__ = ("config", "tree")
+
+    def __init__(self, config: Config, tree: Tree) -> None:
+        self.config = config
+        self.tree = tree
+
+    def __repr__(self) -> str:
+        return f"<Running app domain={self.config.domain!r} {self.tree!r}>"
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """The tree's read-only context mapping (``{"config": config}``)."""
+        return self.tree.context
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """A ref following the actor registered as ``name``, or None when none runs now."""
+        return self.tree.whereis(name)
+
+    def ref(self, name: str) -> ActorRef:
+        """Like :meth:`whereis`, but raises :class:`~polyn.errors.ActorError` when none runs."""
+        return self.tree.ref(name)
+
+    def health(self) -> bool:
+        """Whether every child of the App runs now and every NatsConnection is connected.
+
+        Synchronous and cheap, for a health-check endpoint. False while a child is being
+        restarted or a connection is reconnecting.
+        """
+        if not self.tree.running:
+            return False
+        try:
+            root = self.tree.root.running_actor()
+        except PolynError:
+            return False
+        if not isinstance(root, _Root) or not root.children_running():
+            return False
+        for actor in root.running_children():
+            if isinstance(actor, NatsConnection) and not actor.state.connected:
+                return False
+        return True
+
+
+class App:
+    """A Polyn service: a root supervisor of ``children`` with ``config`` in its context.
+
+    ``App(config, children, strategy="rest_for_one", max_restarts=3, max_seconds=5)``; the
+    supervision arguments are :class:`~polyn.actors.Supervisor`'s. See the module doc.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        children: Iterable[Actor],
+        strategy: Strategy | str = Strategy.REST_FOR_ONE,
+        max_restarts: int = 3,
+        max_seconds: float = 5,
+    ) -> None:
+        if not isinstance(config, Config):
+            raise TypeError(f"App needs a polyn.Config, not {config!r}")
+        self.config = config
+        self.supervisor = _Root(
+            children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+        )
+
+    def __repr__(self) -> str:
+        return f"App({self.config!r}, {list(self.supervisor.children)!r})"
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """The context every actor of the App's tree sees."""
+        return {"config": self.config}
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[Running]:
+        """Start the tree in the current trio run; yield its :class:`Running` handle.
+
+        Every child has started when the block begins (else ActorError is raised); leaving the
+        block stops the tree gracefully and returns once every actor has finished.
+        """
+        async with self.supervisor.run(self.context) as tree:
+            yield Running(self.config, tree)
+
+    async def main(self) -> None:
+        """Run the App until cancelled, SIGINT / SIGTERM, or the tree stops by itself.
+
+        A signal stops the tree gracefully and ``main`` returns normally. ``trio.run(app.main)``.
+        """
+        async with self.run() as running, trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            root = running.tree._root
+            assert root is not None
+            await root.wait_finished()
+            nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        await trio.sleep_forever()  # signals can only be caught in the main thread
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, stopping the app", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,233 @@
+"""JSONStore: a NATS key-value bucket of JSON values, mirrored in memory and kept current.
+
+The Elixir client's ``Polyn.JSONStore``, with one addition: a key-value *watch* keeps the mirror
+current, so a value put by another service is seen here without a restart.
+
+- At start the actor loads every key of ``bucket`` (one watch gives the contents and then every
+  change), decoding each value as JSON. A value that is not JSON is skipped and logged, never
+  the whole store refused.
+- :meth:`JSONStore.get` and :meth:`JSONStore.contents` read the mirror (no NATS round trip).
+  :meth:`JSONStore.put` and :meth:`JSONStore.delete` write through to NATS and update the
+  mirror at once, so a writer reads its own writes; the watch then confirms them (by revision,
+  so a late watch entry never undoes a newer write).
+- A bucket that does not exist fails the start (:class:`~polyn.errors.BucketNotFoundError`;
+  ``create=True`` creates it instead). A connection that is not running or not connected yet is
+  retried ``retries`` times, ``retry_interval`` seconds apart, then the start fails with
+  :class:`~polyn.errors.NatsConnectionError` saying which bucket and connection.
+- A watch that ends (the connection closed for good) crashes the actor, so its supervisor
+  starts it again and it reloads the bucket.
+
+Reach the running store from outside with :meth:`JSONStore.of`, or send it calls:
+``("get", key)``, ``("put", key, value)``, ``("delete", key)``, ``"contents"``.
+
+Example::
+
+    app = polyn.App(config, [polyn.NatsConnection(), polyn.JSONStore("SETTINGS", create=True)])
+    async with app.run() as running:
+        settings = polyn.JSONStore.of(running, "SETTINGS")
+        await settings.put("greeting", {"text": "hello"})
+        settings.get("greeting")          # {'text': 'hello'}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import trio
+
+from polyn.actors import Actor, ActorRef, Tree
+from polyn.errors import ActorError, NatsConnectionError, PolynError
+from polyn.nats import KvEntry, KvWatch, Transport, transport_for
+
+__all__ = ["JSONStore"]
+
+log = logging.getLogger("polyn.json_store")
+
+
+class JSONStore(Actor):
+    """A key-value bucket of JSON values mirrored in memory (see the module doc).
+
+    ``JSONStore(bucket, connection="nats", name=None, *, create=False, retries=5,
+    retry_interval=1.0, **actor_options)``; registered under ``name``, by default the bucket
+    name.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        connection: str | ActorRef = "nats",
+        name: str | None = None,
+        *,
+        create: bool = False,
+        retries: int = 5,
+        retry_interval: float = 1.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(name=name or bucket, **options)
+        self.bucket = bucket
+        self.connection = connection
+        self.create = create
+        self.retries = retries
+        self.retry_interval = retry_interval
+        self._data: dict[str, Any] = {}
+        self._revisions: dict[str, int] = {}
+        self._transport: Transport | None = None
+        self._watch: KvWatch | None = None
+
+    @classmethod
+    def of(cls, conn: ActorRef | Tree | Any, name: str) -> JSONStore:
+        """The running store registered as ``name`` in ``conn``'s tree (a handle, tree or ref).
+
+        Follows restarts only until the next call: fetch it again rather than keeping it.
+        Raises :class:`~polyn.errors.ActorError` when no such store runs.
+        """
+        tree = conn.tree if not isinstance(conn, Tree) else conn
+        actor = tree.ref(name).running_actor()
+        if not isinstance(actor, cls):
+            raise ActorError(f"the actor named {name!r} is not a {cls.__name__}")
+        return actor
+
+    # -- reading and writing -----------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of ``key``, or None when the bucket has no such key."""
+        return self._data.get(key)
+
+    def contents(self) -> dict[str, Any]:
+        """A copy of the whole mirror, ``{key: value}``."""
+        return dict(self._data)
+
+    async def put(self, key: str, value: Any) -> int:
+        """Store ``value`` (JSON-encodable) under ``key`` in NATS and here; return its revision.
+
+        Raises ``TypeError`` when ``value`` is not JSON-encodable.
+        """
+        try:
+            body = orjson.dumps(value)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__} values must be JSON, got {value!r}") from exc
+        revision = await self._require_transport().kv_put(self.bucket, key, body)
+        if self._apply_entry(key, body, revision):
+            self._changed({key})
+        return revision
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key`` in NATS and here (a missing key is fine)."""
+        await self._require_transport().kv_delete(self.bucket, key)
+        if self._apply_entry(key, None, None):
+            self._changed({key})
+
+    # -- subclass hooks ----------------------------------------------------------------------
+
+    def _changed(self, keys: set[str]) -> None:
+        """Called after the mirror changed (``keys`` added, replaced or deleted)."""
+
+    def _decode(self, key: str, value: bytes) -> Any:
+        return orjson.loads(value)
+
+    # -- the actor ---------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        transport = await self._connect()
+        if self.create:
+            replicas = getattr(self.context.get("config"), "kv_replicas", 1)
+            await transport.kv_create(self.bucket, replicas=replicas)
+        watch = await self._open_watch(transport)
+        self._watch = watch
+        keys = set(self._data)
+        self._data.clear()
+        for key, value in watch.initial.items():
+            self._apply_value(key, value)
+        self._changed(keys | set(self._data))
+        self.nursery.start_soon(self._follow, watch)
+
+    async def _open_watch(self, transport: Transport) -> KvWatch:
+        return await transport.kv_watch(self.bucket)
+
+    async def _connect(self) -> Transport:
+        attempts = max(1, self.retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                transport = transport_for(self.connection)
+                if transport.connected_url is None:
+                    raise NatsConnectionError("not connected")
+                self._transport = transport
+                return transport
+            except (ActorError, NatsConnectionError) as exc:
+                reason = str(exc)
+                if attempt == attempts:
+                    raise NatsConnectionError(
+                        f"Could not connect to Key Value Store {self.bucket} with connection "
+                        f"{self.connection!r}, {reason} (tried {attempts} times)"
+                    ) from exc
+                log.info(
+                    "%s %s: connection %r not ready (%s), retrying in %s s",
+                    type(self).__name__,
+                    self.bucket,
+                    self.connection,
+                    reason,
+                    self.retry_interval,
+                )
+                await trio.sleep(self.retry_interval)
+        raise AssertionError("unreachable")
+
+    async def _follow(self, watch: KvWatch) -> None:
+        async for entry in watch:
+            self._on_entry(entry)
+        raise NatsConnectionError(
+            f"the watch of key-value bucket {self.bucket!r} ended (connection closed)"
+        )
+
+    def _on_entry(self, entry: KvEntry) -> None:
+        if self._apply_entry(entry.key, entry.value, entry.revision):
+            self._changed({entry.key})
+
+    def _apply_entry(self, key: str, value: bytes | None, revision: int | None) -> bool:
+        """Record one change unless a newer revision of ``key`` is already known."""
+        known = self._revisions.get(key)
+        if revision is not None:
+            if known is not None and revision < known:
+                return False
+            self._revisions[key] = revision
+        if value is None:
+            if key not in self._data:
+                return False
+            del self._data[key]
+        else:
+            self._apply_value(key, value)
+        if revision is None:  # a local delete: forget the revision so any later put applies
+            self._revisions.pop(key, None)
+        return True
+
+    def _apply_value(self, key: str, value: bytes) -> None:
+        try:
+            self._data[key] = self._decode(key, value)
+        except (ValueError, PolynError) as exc:
+            # The key's old value is gone either way: the bucket no longer holds it.
+            log.warning("%s %s: skipping key %r: %s", type(self).__name__, self.bucket, key, exc)
+            self._data.pop(key, None)
+
+    def _require_transport(self) -> Transport:
+        if self._transport is None:
+            raise ActorError(f"{type(self).__name__} {self.bucket!r} is not running")
+        return self._transport
+
+    async def handle_call(self, request: Any) -> Any:
+        if request == "contents":
+            return self.contents()
+        if isinstance(request, tuple) and request:
+            if request[0] == "get" and len(request) == 2:
+                return self.get(request[1])
+            if request[0] == "put" and len(request) == 3:
+                return await self.put(request[1], request[2])
+            if request[0] == "delete" and len(request) == 2:
+                return await self.delete(request[1])
+        return await super().handle_call(request)
+
+    async def terminate(self, reason: object) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await watch.aclose()

@@ -1,0 +1,170 @@
+"""JSONStore and SchemaStore on a real bucket: loading, the watch, writes, failures (§13.7)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+from core_support import Core
+
+from polyn import codec
+from polyn.app import App
+from polyn.errors import ActorError, BucketNotFoundError, SchemaError, SchemaStoreError
+from polyn.event import Event
+from polyn.json_store import JSONStore
+from polyn.nats import NatsConnection
+from polyn.schema_store import MISSING_STORE, SchemaStore
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - polls foreign state
+            await trio.sleep(0.01)
+
+
+def store_of(running: Any, name: str) -> SchemaStore:
+    store = running.ref(name).running_actor()
+    assert isinstance(store, SchemaStore)
+    return store
+
+
+async def test_schema_store_loads_every_key_and_registers_under_its_bucket(core: Core) -> None:
+    async with core.app().run() as running:
+        store = store_of(running, core.bucket)
+        assert set(store.schemas.names()) == {core.type(name) for name in core_schema_names()}
+        assert store.schemas.get(core.type("pub.test.event.v1")) == {"type": "string"}
+        assert store.get(core.type("pub.test.event.v1")) == {"type": "string"}
+        assert store.get("not.there.v1") is None  # §13.7 #95
+        await store.delete("not.there.v1")
+
+
+def core_schema_names() -> list[str]:
+    from core_support import SCHEMAS
+
+    return list(SCHEMAS)
+
+
+async def test_empty_bucket_gives_an_empty_snapshot(core: Core) -> None:
+    bucket = core.names.bucket("empty")
+    await core.transport.kv_create(bucket)
+    try:
+        async with App(core.config, [NatsConnection(), SchemaStore(bucket)]).run() as running:
+            assert store_of(running, bucket).schemas.names() == ()
+    finally:
+        await core.transport.kv_delete_bucket(bucket)
+
+
+async def test_watch_adds_changes_and_removes_schemas_while_running(core: Core) -> None:
+    new = core.type("order.placed.v1")
+    async with core.app().run() as running:
+        store = store_of(running, core.bucket)
+        before = store.schemas
+        await core.transport.kv_put(core.bucket, new, b'{"type": "integer"}')
+        await wait_until(lambda: new in store.schemas)
+        assert new not in before  # snapshots are replaced, never changed in place
+        event = Event.new(core.config, new, 5)
+        codec.encode(event, store.schemas, core.config)
+
+        await core.transport.kv_put(core.bucket, new, b'{"type": "string"}')
+        await wait_until(lambda: store.schemas.get(new) == {"type": "string"})
+
+        await core.transport.kv_delete(core.bucket, new)
+        await wait_until(lambda: new not in store.schemas)
+
+
+async def test_a_bad_schema_is_skipped_and_the_others_kept(core: Core) -> None:
+    bad = core.type("bad.schema.v1")
+    await core.transport.kv_put(core.bucket, bad, b'{"type": "not-a-valid-type"}')
+    await core.transport.kv_put(core.bucket, core.type("junk.v1"), b"not json")
+    async with core.app().run() as running:
+        store = store_of(running, core.bucket)
+        assert bad not in store.schemas
+        assert core.type("junk.v1") not in store.schemas
+        assert core.type("user.created.v1") in store.schemas
+        # a bad value arriving through the watch is skipped the same way
+        good = core.type("good.v1")
+        await core.transport.kv_put(core.bucket, core.type("pub.test.event.v1"), b'{"type": 5}')
+        await core.transport.kv_put(core.bucket, good, b"true")
+        await wait_until(lambda: good in store.schemas)
+        assert core.type("pub.test.event.v1") not in store.schemas
+        assert core.type("user.created.v1") in store.schemas
+
+
+async def test_put_refuses_a_document_that_is_not_a_json_schema(core: Core) -> None:
+    async with core.app().run() as running:
+        store = store_of(running, core.bucket)
+        with pytest.raises(SchemaError, match="Schemas must be valid JSONSchema documents, got"):
+            await store.put("foo.bar", {"type": "not-a-valid-type"})
+        assert await core.transport.kv_get(core.bucket, "foo.bar") is None
+        name = core.type("saved.v1")
+        await store.put(name, {"type": "null"})
+        assert name in store.schemas  # at once, before the watch confirms it
+        entry = await core.transport.kv_get(core.bucket, name)
+        assert entry is not None and json.loads(entry.value or b"") == {"type": "null"}
+
+
+async def test_missing_bucket_fails_the_start_with_the_protocol_text(core: Core) -> None:
+    missing = core.names.bucket("missing")
+    with pytest.raises(ActorError) as caught:
+        async with App(core.config, [NatsConnection(), SchemaStore(missing)]).run():
+            pass
+    cause = caught.value.__cause__
+    assert isinstance(cause, SchemaStoreError)
+    assert MISSING_STORE in str(cause)
+    assert missing in str(cause)
+
+
+async def test_unreachable_connection_is_retried_then_fails_clearly(core: Core) -> None:
+    store = SchemaStore(connection="elsewhere", retries=3, retry_interval=0.01)
+    with pytest.raises(ActorError) as caught:
+        async with App(core.config, [NatsConnection(), store]).run():
+            pass
+    cause = caught.value.__cause__
+    assert isinstance(cause, SchemaStoreError)
+    assert "Could not connect to Key Value Store" in str(cause)
+    assert "'elsewhere'" in str(cause) and "tried 3 times" in str(cause)
+
+
+async def test_preloaded_schemas_need_no_nats_at_all(core: Core) -> None:
+    # No NatsConnection in this tree: the store never touches NATS.
+    app = App(core.config, [SchemaStore(schemas={"a.v1": {"type": "string"}})])
+    async with app.run() as running:
+        store = store_of(running, core.bucket)
+        assert store.schemas.names() == ("a.v1",)
+        await store.put("b.v1", {"type": "null"})
+        await store.delete("a.v1")
+        assert store.schemas.names() == ("b.v1",)
+    snapshot = codec.Schemas.from_dict({"c.v1": True})
+    async with App(core.config, [SchemaStore(schemas=snapshot, name="mine")]).run() as running:
+        assert store_of(running, "mine").schemas is snapshot
+
+
+async def test_json_store_mirrors_writes_and_other_writers(core: Core) -> None:
+    bucket = core.names.bucket("settings")
+    app = App(core.config, [NatsConnection(), JSONStore(bucket, create=True)])
+    try:
+        async with app.run() as running:
+            store = JSONStore.of(running, bucket)
+            assert store.contents() == {}
+            revision = await store.put("greeting", {"text": "hello"})
+            assert revision > 0
+            assert store.get("greeting") == {"text": "hello"}
+            await core.transport.kv_put(bucket, "other", b"[1, 2]")
+            await wait_until(lambda: store.get("other") == [1, 2])
+            assert await running.ref(bucket).call(("get", "other")) == [1, 2]
+            await running.ref(bucket).call(("delete", "greeting"))
+            assert store.contents() == {"other": [1, 2]}
+            assert await core.transport.kv_get(bucket, "greeting") is None
+            with pytest.raises(TypeError, match="must be JSON"):
+                await store.put("bad", {1, 2})
+    finally:
+        await core.transport.kv_delete_bucket(bucket)
+
+
+async def test_json_store_without_its_bucket_fails_to_start(core: Core) -> None:
+    with pytest.raises(ActorError) as caught:
+        async with App(core.config, [NatsConnection(), JSONStore(core.names.bucket("no"))]).run():
+            pass
+    assert isinstance(caught.value.__cause__, BucketNotFoundError)
