@@ -17,7 +17,7 @@ immutable :class:`~polyn.codec.Schemas` that the store replaces as a whole on ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
@@ -30,7 +30,10 @@ from polyn.nats import Transport, transport_for
 if TYPE_CHECKING:
     from polyn.app import Running
 
-__all__ = ["Resolved", "resolve", "schemas_for"]
+__all__ = ["Conn", "Resolved", "resolve", "schemas_for"]
+
+Conn: TypeAlias = "str | ActorRef | Running | Tree"
+"""What layer-4 calls accept as ``conn``."""
 
 
 @attrs.frozen
@@ -75,7 +78,7 @@ def config_of(tree: Tree) -> Config:
     return config
 
 
-def resolve(conn: str | ActorRef | Running | Tree = "nats") -> Resolved:
+def resolve(conn: Conn = "nats") -> Resolved:
     """The config, tree and transport behind ``conn`` (see the module doc for its shapes).
 
     Raises :class:`~polyn.errors.ActorError` when the connection is not running,

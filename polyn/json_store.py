@@ -174,8 +174,15 @@ class JSONStore(Actor):
         raise AssertionError("unreachable")
 
     async def _follow(self, watch: KvWatch) -> None:
-        async for entry in watch:
-            self._on_entry(entry)
+        try:
+            async for entry in watch:
+                self._on_entry(entry)
+        except trio.ClosedResourceError:
+            if self._watch is None:
+                return  # closed by terminate
+            raise
+        if self._watch is None:
+            return
         raise NatsConnectionError(
             f"the watch of key-value bucket {self.bucket!r} ended (connection closed)"
         )

@@ -1,0 +1,302 @@
+"""Publishing validated events: :func:`pub`, :func:`request` and :func:`reply`.
+
+Each call builds an :class:`~polyn.Event` (``Event.new``: the Elixir client's defaults), validates
+and encodes it with the schema store's current snapshot (:func:`polyn.codec.encode`: nothing is
+sent when it is invalid), and publishes it with two headers: ``Nats-Msg-Id`` = the event id, so
+JetStream drops a duplicate, and ``traceparent`` from the send span (:mod:`polyn.tracing`, when an
+OpenTelemetry SDK is installed).
+
+- The **subject** is ``event_type`` as given (normally without the domain), the event's
+  ``type`` is ``<domain>.<event_type>``, as the Elixir and Ruby clients do.
+- ``conn`` is a connection name inside the tree (default ``"nats"``), an
+  :class:`~polyn.actors.ActorRef`, or the App's running handle (from a script or a test body).
+- ``data`` is a JSON value, or an attrs instance, a dataclass or a pydantic model (anything with
+  ``model_dump``), converted to a dict first. pydantic is not needed by Polyn.
+- ``store`` names the SchemaStore (its registered name, by default the config's
+  ``schema_store``).
+- A core publish (``ack=False``, the default, as in Elixir) only queues the message into the
+  connection's outgoing pump and returns: many tasks publishing at once share the batched path,
+  never one thread crossing per event. ``await resolve(conn).transport.flush()`` waits until
+  the server has it.
+- ``ack=True`` publishes through JetStream and returns the :class:`~polyn.nats.PubAck`. A
+  timeout or a lost connection is retried (at most :data:`ACK_ATTEMPTS` attempts, backing off)
+  with the **same** ``Nats-Msg-Id``, so the stream stores the event once even if an earlier
+  attempt did arrive (the retry's ack then says ``duplicate=True``; the stream's duplicate
+  window, two minutes by default, bounds this). When no stream captures the subject it raises
+  :class:`~polyn.errors.StreamError`.
+
+Example::
+
+    await polyn.pub(running, "user.created.v1", {"name": "Ada"})
+    ack = await polyn.pub(running, "order.placed.v1", order, ack=True)
+
+    answer = await polyn.request(running, "quote.requested.v1", {"sku": "A1"}, timeout=2)
+    # in a Responder, or by hand:
+    await polyn.reply("nats", msg.reply_to, "quote.given.v1", {"price": 10})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from polyn import codec, tracing
+from polyn._resolve import Resolved, resolve, schemas_for
+from polyn.errors import (
+    NatsConnectionError,
+    PermissionDeniedError,
+    RequestTimeout,
+    StreamError,
+    ValidationError,
+)
+from polyn.event import Event
+from polyn.nats import Message, PayloadTooLargeError, PubAck
+
+if TYPE_CHECKING:
+    from polyn._resolve import Conn
+
+__all__ = ["ACK_ATTEMPTS", "pub", "publish_event", "reply", "request"]
+
+log = logging.getLogger("polyn.publish")
+
+ACK_ATTEMPTS: Final = 5
+"""How many times ``pub(..., ack=True)`` tries a JetStream publish before giving up."""
+_ACK_TIMEOUT: Final = 5.0
+_BACKOFF: Final = (0.1, 0.25, 0.5, 1.0)
+
+_PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def to_json_data(data: Any) -> Any:
+    """``data`` as a JSON value: attrs instances, dataclasses and pydantic models become dicts."""
+    if type(data) in _PLAIN:
+        return data
+    if attrs.has(type(data)):
+        return attrs.asdict(data)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return dataclasses.asdict(data)
+    dump = getattr(data, "model_dump", None)  # pydantic v2, without importing it
+    if callable(dump):
+        return dump(mode="json")
+    return data
+
+
+def _headers(user: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(user) if user else {}
+
+
+async def publish_event(
+    resolved: Resolved,
+    event: Event,
+    *,
+    headers: Mapping[str, str] | None = None,
+    reply_to: str | None = None,
+    store: str | None = None,
+    ack: bool = False,
+    subject: str | None = None,
+    destination: str | None = None,
+) -> PubAck | None:
+    """Validate, encode and publish an already built ``event``; the engine of :func:`pub`.
+
+    ``subject`` defaults to the event's message name (its ``type`` without the domain);
+    ``destination`` names the send span (``<destination> send``) and defaults to the subject.
+    Adds ``Nats-Msg-Id`` (= ``event.id``, replacing any given) and ``traceparent`` to a copy of
+    ``headers``. Returns the PubAck with ``ack=True``, else None.
+    """
+    config = resolved.config
+    if subject is None:
+        subject = event.type.removeprefix(config.domain + ".")
+    destination = destination or subject
+    hdrs = _headers(headers)
+    with tracing.send_span(destination, hdrs) as span:
+        body = codec.encode(event, schemas_for(resolved, store), config)
+        hdrs["Nats-Msg-Id"] = event.id
+        transport = resolved.transport
+        if span.is_recording():
+            tracing.set_send_attributes(span, destination, event.id, body, transport)
+        if ack:
+            return await _js_publish(resolved, subject, body, hdrs)
+        await transport.publish(subject, body, headers=hdrs, reply_to=reply_to)
+        return None
+
+
+async def _js_publish(
+    resolved: Resolved, subject: str, body: bytes, headers: dict[str, str]
+) -> PubAck:
+    transport = resolved.transport
+    for attempt in range(1, ACK_ATTEMPTS + 1):
+        try:
+            return await transport.js_publish(subject, body, headers=headers, timeout=_ACK_TIMEOUT)
+        except StreamError as exc:
+            if exc.code != 503:
+                raise
+            # No responders: no stream captures the subject, or JetStream is not ready yet
+            # (a server that is starting up). Only the first is final.
+            try:
+                captured = bool(await transport.stream_names(subject))
+            except (RequestTimeout, NatsConnectionError, StreamError):
+                captured = True  # cannot tell now: try again
+            if not captured:
+                raise StreamError(
+                    f"no JetStream stream captures the subject {subject!r}; create one "
+                    "(a migration) or publish without ack=True",
+                    code=503,
+                ) from None
+            error: Exception = exc
+        except (PermissionDeniedError, PayloadTooLargeError):
+            raise
+        except (RequestTimeout, NatsConnectionError) as exc:
+            if getattr(transport, "closed", False):
+                raise
+            error = exc
+        if attempt == ACK_ATTEMPTS:
+            raise error
+        log.info(
+            "JetStream publish to %r failed (%s), retrying with the same Nats-Msg-Id %s",
+            subject,
+            error,
+            headers.get("Nats-Msg-Id"),
+        )
+        await trio.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
+    raise AssertionError("unreachable")
+
+
+async def pub(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    reply_to: str | None = None,
+    store: str | None = None,
+    ack: bool = False,
+) -> PubAck | None:
+    """Publish ``data`` as a new ``event_type`` event on subject ``event_type``.
+
+    ``source`` refines the event's source (``<domain>:<source_root>:<source>``); ``headers`` are
+    sent too; ``reply_to`` sets the message's reply subject. See the module doc for ``conn``,
+    ``data``, ``store`` and ``ack``.
+
+    Raises :class:`~polyn.errors.ValidationError` (nothing is sent) when the event is invalid,
+    :class:`~polyn.errors.NamingError` for a bad ``event_type`` or ``source``,
+    :class:`~polyn.errors.SchemaStoreError` when no schema store runs, and with ``ack=True``
+    :class:`~polyn.errors.StreamError` when no stream captures the subject.
+
+    Example::
+
+        await polyn.pub(running, "user.created.v1", {"name": "Ada"}, source="signup")
+    """
+    resolved = resolve(conn)
+    event = Event.new(resolved.config, event_type, to_json_data(data), source=source)
+    return await publish_event(
+        resolved,
+        event,
+        headers=headers,
+        reply_to=reply_to,
+        store=store,
+        ack=ack,
+        subject=event_type,
+    )
+
+
+async def request(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    timeout: float = 5,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+) -> Event:
+    """Publish ``data`` as an ``event_type`` event and return the reply, validated, as an Event.
+
+    The reply is decoded with the same schema store, so its type needs a schema too. Raises
+    :class:`~polyn.errors.RequestTimeout` (a ``TimeoutError``) when no reply comes within
+    ``timeout`` seconds (recorded on the send span), its subclass
+    :class:`~polyn.errors.NoRespondersError` at once when nobody listens on the subject, and
+    :class:`~polyn.errors.ValidationError` when the request or the reply is invalid.
+
+    Example::
+
+        quote = await polyn.request(running, "quote.requested.v1", {"sku": "A1"}, timeout=2)
+        quote.data["price"]
+    """
+    resolved = resolve(conn)
+    config = resolved.config
+    transport = resolved.transport
+    event = Event.new(config, event_type, to_json_data(data), source=source)
+    schemas = schemas_for(resolved, store)
+    hdrs = _headers(headers)
+    with tracing.send_span(event_type, hdrs) as span:
+        body = codec.encode(event, schemas, config)
+        hdrs["Nats-Msg-Id"] = event.id
+        if span.is_recording():
+            tracing.set_send_attributes(span, event_type, event.id, body, transport)
+        try:
+            answer = await transport.request(event_type, body, headers=hdrs, timeout=timeout)
+        except RequestTimeout as exc:
+            # As the Elixir client does: the timeout is recorded on the send span with the
+            # payload, and the caller gets an error (Python raises where Elixir returns).
+            tracing.record_error(
+                span,
+                RequestTimeout(f"request for {event_type} timeout. payload: \n{body.decode()}"),
+            )
+            exc.args = (f"request for {event_type}: {exc}",)
+            raise exc from None
+    with tracing.receive_span(tracing.TEMPORARY, answer) as span:
+        reply_event = _decode_reply(answer, schemas, resolved, event_type)
+        if span.is_recording():
+            tracing.set_receive_attributes(
+                span, reply_event, answer, transport, destination=tracing.TEMPORARY
+            )
+        return reply_event
+
+
+def _decode_reply(
+    answer: Message, schemas: codec.Schemas, resolved: Resolved, event_type: str
+) -> Event:
+    try:
+        return codec.decode(answer.data, schemas, resolved.config)
+    except ValidationError as exc:
+        exc.args = (f"the reply to a {event_type} request is not valid: {exc}",)
+        raise
+
+
+async def reply(
+    conn: Conn,
+    reply_to: str,
+    event_type: str,
+    data: Any,
+    *,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+) -> None:
+    """Publish ``data`` as an ``event_type`` event on ``reply_to``, a request's reply subject.
+
+    Validated like :func:`pub`; its span is ``(temporary) send``. Raises ``ValueError`` when
+    ``reply_to`` is empty (the message was not a request).
+
+    Example::
+
+        await polyn.reply("nats", msg.reply_to, "quote.given.v1", {"price": 10})
+    """
+    if not reply_to:
+        raise ValueError("reply() needs the request's reply subject; this message has none")
+    resolved = resolve(conn)
+    event = Event.new(resolved.config, event_type, to_json_data(data), source=source)
+    await publish_event(
+        resolved,
+        event,
+        headers=headers,
+        store=store,
+        subject=reply_to,
+        destination=tracing.TEMPORARY,
+    )

@@ -1,0 +1,229 @@
+"""OpenTelemetry spans and trace propagation with the Polyn protocol's names (fact sheet §10).
+
+Spans (kinds are OpenTelemetry's real ``PRODUCER`` / ``CONSUMER``):
+
+======================================================= ========================== ==========
+operation                                               span name                  kind
+======================================================= ========================== ==========
+``pub`` / ``request``                                   ``<event_type> send``      PRODUCER
+``reply``                                               ``(temporary) send``       PRODUCER
+handling a received message (every consumer)            ``<event_type> receive``   CONSUMER
+handling a request's reply                              ``(temporary) receive``    CONSUMER
+a fetched batch (Pipeline)                              ``<event_type> process``   CONSUMER
+======================================================= ========================== ==========
+
+Send and receive spans carry ``messaging.system = "NATS"``, ``messaging.destination``,
+``messaging.protocol = "Polyn"``, ``messaging.url`` (the connected server's URL),
+``messaging.message_id`` (the CloudEvent id) and ``messaging.message_payload_size_bytes`` (the
+whole serialized message body). These names predate OpenTelemetry's current messaging semantic
+conventions; Polyn keeps them so that traces join those of the Elixir and Ruby clients. Receive
+spans get their attributes only once the message has validated.
+
+Propagation: every published message carries a W3C ``traceparent`` header, injected with the
+global text-map propagator from the send span; a receive span's parent is the context extracted
+from the received message's headers. Receive spans of a batch link to its process span.
+
+Exceptions raised inside a span are recorded on it (an ``exception`` event) and set its status to
+ERROR, then re-raised. A request that times out is recorded on its send span.
+
+Only ``opentelemetry-api`` is needed. **While no SDK tracer provider is installed, Polyn makes no
+spans and sends no ``traceparent`` at all**, so tracing costs one check per message. Install one
+(``opentelemetry.trace.set_tracer_provider(TracerProvider())``) to turn tracing on.
+
+Example::
+
+    headers: dict[str, str] = {}
+    with tracing.send_span("user.created.v1", headers) as span:
+        body = codec.encode(event, schemas, config)
+        tracing.set_send_attributes(span, "user.created.v1", event.id, body, transport)
+        await transport.publish("user.created.v1", body, headers=headers)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+)
+
+from polyn._version import __version__
+
+if TYPE_CHECKING:
+    from polyn.event import Event
+    from polyn.nats import Message, Transport
+
+__all__ = [
+    "TEMPORARY",
+    "enabled",
+    "extract",
+    "link_to",
+    "process_span",
+    "receive_span",
+    "record_error",
+    "send_span",
+    "set_receive_attributes",
+    "set_send_attributes",
+]
+
+TEMPORARY = "(temporary)"
+"""The destination name of replies (their subjects are throwaway inboxes)."""
+
+_NO_TRACING = (ProxyTracerProvider, NoOpTracerProvider)
+_tracer_cache: list[Any] = [None, None]  # [provider, tracer]
+
+
+def enabled() -> bool:
+    """Whether an OpenTelemetry SDK tracer provider is installed (so spans are recorded)."""
+    return not isinstance(trace.get_tracer_provider(), _NO_TRACING)
+
+
+def _tracer() -> trace.Tracer:
+    provider = trace.get_tracer_provider()
+    if _tracer_cache[0] is not provider:
+        _tracer_cache[1] = provider.get_tracer("polyn", __version__)
+        _tracer_cache[0] = provider
+    tracer: trace.Tracer = _tracer_cache[1]
+    return tracer
+
+
+def extract(headers: Mapping[str, str] | None) -> Context | None:
+    """The trace context carried by message ``headers`` (``traceparent``), or None.
+
+    Header names are matched without regard to case (Elixir senders lower-case them).
+    """
+    if not headers:
+        return None
+    carrier: Mapping[str, str] = headers
+    if "traceparent" not in headers:
+        carrier = {key.lower(): value for key, value in headers.items()}
+        if "traceparent" not in carrier:
+            return None
+    return propagate.extract(carrier)
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """Record ``exc`` on ``span`` (an ``exception`` event) and mark the span as failed."""
+    if span.is_recording():
+        span.record_exception(exc)
+        first = str(exc).split("\n", 1)[0]
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {first}"))
+
+
+@contextmanager
+def _span(
+    name: str,
+    kind: SpanKind,
+    context: Context | None = None,
+    links: Sequence[Link] | None = None,
+) -> Iterator[Span]:
+    span = _tracer().start_span(name, context=context, kind=kind, links=links)
+    with trace.use_span(
+        span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+    ):
+        try:
+            yield span
+        except Exception as exc:
+            record_error(span, exc)
+            raise
+
+
+@contextmanager
+def send_span(destination: str, headers: dict[str, str]) -> Iterator[Span]:
+    """The ``<destination> send`` span (PRODUCER), current inside the block.
+
+    Injects ``traceparent`` for it into ``headers`` on entry. ``destination`` is the event type
+    as passed by the caller, or :data:`TEMPORARY` for a reply.
+    """
+    if not enabled():
+        yield INVALID_SPAN
+        return
+    with _span(f"{destination} send", SpanKind.PRODUCER) as span:
+        propagate.inject(headers)
+        yield span
+
+
+@contextmanager
+def receive_span(
+    event_type: str,
+    msg: Message | Mapping[str, str] | None,
+    *,
+    links: Sequence[Link] | None = None,
+) -> Iterator[Span]:
+    """The ``<event_type> receive`` span (CONSUMER), current inside the block.
+
+    Its parent is the context in ``msg``'s headers (a :class:`~polyn.nats.Message` or the
+    headers themselves), else the current span. ``links``: e.g. ``[link_to(process_span)]``.
+    """
+    if not enabled():
+        yield INVALID_SPAN
+        return
+    headers = msg if msg is None or isinstance(msg, Mapping) else msg.headers
+    with _span(f"{event_type} receive", SpanKind.CONSUMER, extract(headers), links) as span:
+        yield span
+
+
+@contextmanager
+def process_span(event_type: str) -> Iterator[Span]:
+    """The ``<event_type> process`` span (CONSUMER) around a fetched batch."""
+    if not enabled():
+        yield INVALID_SPAN
+        return
+    with _span(f"{event_type} process", SpanKind.CONSUMER) as span:
+        yield span
+
+
+def link_to(span: Span) -> Link | None:
+    """A link to ``span`` for the receive spans of its batch; None when not tracing."""
+    context = span.get_span_context()
+    return Link(context) if context.is_valid else None
+
+
+def _attributes(
+    span: Span, destination: str, message_id: str, size: int, transport: Transport | None
+) -> None:
+    span.set_attributes(
+        {
+            "messaging.system": "NATS",
+            "messaging.destination": destination,
+            "messaging.protocol": "Polyn",
+            "messaging.url": (transport.connected_url if transport is not None else None) or "",
+            "messaging.message_id": message_id,
+            "messaging.message_payload_size_bytes": size,
+        }
+    )
+
+
+def set_send_attributes(
+    span: Span, destination: str, message_id: str, body: bytes, transport: Transport | None
+) -> None:
+    """Set the §10 attributes of a send span."""
+    if span.is_recording():
+        _attributes(span, destination, message_id, len(body), transport)
+
+
+def set_receive_attributes(
+    span: Span,
+    event: Event,
+    msg: Message,
+    transport: Transport | None,
+    *,
+    destination: str | None = None,
+) -> None:
+    """Set the §10 attributes of a receive span, once ``msg`` has validated as ``event``.
+
+    ``destination`` defaults to the message's subject.
+    """
+    if span.is_recording():
+        _attributes(span, destination or msg.subject, event.id, len(msg.data), transport)
