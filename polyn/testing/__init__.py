@@ -1,0 +1,23 @@
+"""Layer 6: test your Polyn service against an in-memory NATS, per test.
+
+- :class:`MockNats`: the in-memory :class:`~polyn.nats.Transport` (core NATS, request / reply,
+  JetStream streams and durable pull consumers on trio's clock), whose stream, consumer and
+  bucket *definitions* come from a real nats-server, as the Polyn protocol requires.
+- :class:`Sandbox`: the per-trio-run registry that maps each test's task (and the tasks beneath
+  it, and tasks it allows) to its ``MockNats``, plugged into :func:`polyn.nats.transport_for`.
+- ``polyn.testing.plugin``: the pytest plugin (loaded through the ``pytest11`` entry point when
+  polyn is installed): fixtures ``nats_server``, ``polyn_schemas`` and ``polyn_sandbox``. It
+  never switches the sandbox on by itself: only a test that requests ``polyn_sandbox`` is
+  sandboxed.
+- ``polyn.testing.strategies``: Hypothesis strategies for valid and invalid events (imported on
+  its own, as it needs Hypothesis and hypothesis-jsonschema).
+
+Production code never imports this package.
+"""
+
+from __future__ import annotations
+
+from polyn.testing.mock_nats import MockNats
+from polyn.testing.sandbox import DEADLETTER_PREFIX, Sandbox
+
+__all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox"]

@@ -1,0 +1,62 @@
+"""Fixtures of the sandbox tests.
+
+``transport`` runs a test three times: against the real :class:`~polyn.nats.NatsTransport`,
+against a :class:`~polyn.testing.MockNats` wrapping one, and against that mock on virtual time
+(``MockClock(autojump_threshold=0)`` for the whole trio run; the mock pauses the autojump while
+it calls the real server). The behaviour suite thus holds the mock to the server wherever both
+are observable, and shows that its timing is trio's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from polyn.nats import NatsTransport, Transport
+from polyn.testing import MockNats
+from polyn.testing.mock_nats import real_time
+
+VIRTUAL = "mock-virtual"
+
+
+def run_on_virtual_time(
+    fn: Callable[[], Any], *, clock: object = None, instruments: Any = ()
+) -> Any:
+    """A pytest-trio ``run=`` that runs the test on an autojumping MockClock."""
+    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0), instruments=instruments)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("transport") == VIRTUAL:
+            # Before pytest-trio's own trio marker, which runs on the real clock.
+            item.add_marker(pytest.mark.trio(run=run_on_virtual_time), append=False)
+
+
+@pytest.fixture(scope="session")
+def nats_server(nats_url: str) -> str:
+    """The plugin's ``nats_server`` reuses the suite's server instead of starting another."""
+    return nats_url
+
+
+@pytest.fixture(params=["real", "mock", VIRTUAL])
+async def transport(nats_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
+    with real_time():
+        real = await NatsTransport.connect(nats_url)
+    try:
+        if request.param == "real":
+            yield real
+        else:
+            mock = MockNats(real)
+            try:
+                yield mock
+            finally:
+                await mock.aclose()
+    finally:
+        with real_time():
+            await real.close()
