@@ -14,9 +14,9 @@ Fixtures:
   server's streams and consumers snapshotted at start. It registers pytest-trio's runner task,
   so the test body, its fixtures and everything they start use this test's mock.
 
-Nothing here imports pytest-trio, Hypothesis or hypothesis-jsonschema, and importing this module
-imports no more of Polyn than this docstring: the fixtures import what they need when used. The
-sandbox is never switched on by itself: only tests that request ``polyn_sandbox`` are sandboxed.
+Nothing here imports pytest-trio, Hypothesis or hypothesis-jsonschema, and the fixtures import
+the parts of Polyn they use only when a test requests them. The sandbox is never switched on by
+itself: only tests that request ``polyn_sandbox`` are sandboxed.
 
 Override any of them in your ``conftest.py`` (for example ``nats_server`` to reuse a server
 fixture of your own).
