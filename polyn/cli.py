@@ -1,18 +1,81 @@
-"""The ``polyn`` command line.
+"""The ``polyn`` command line: migrations, schemas and a development nats-server.
 
-Subcommands (migrations, schemas, a development server) are added by later layers; each is a
-function taking the parsed arguments and returning the process exit code.
+Commands (``polyn COMMAND --help`` shows each one's options)::
+
+    polyn migrate [--dry-run]            run the pending migrations in the migrations folder
+    polyn rollback                       roll back the last migration run
+    polyn migrations status              list applied and pending migrations
+    polyn gen migration NAME             write migrations/<timestamp>_<name>.py
+    polyn schemas init [DIR]             create a schemas folder with an example schema
+    polyn schemas check [DIR] [--prune]  compare DIR with the schema bucket; write nothing
+    polyn schemas load [DIR] [--prune] [--allow-breaking]
+                                         put DIR's schemas into the schema bucket
+    polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
+
+Configuration comes from :meth:`polyn.Config.load`: command-line flags beat ``POLYN_*`` and
+``NATS_URL`` / ``NATS_SERVERS`` / ``NATS_CREDENTIALS`` / ``NATS_CA_FILE`` variables, which beat
+``[tool.polyn]`` in the nearest ``pyproject.toml``. Commands that do not name a service
+(``schemas``, ``gen``, ``server``) work without ``domain`` and ``source_root``. Passwords and
+tokens are read from ``POLYN_PASSWORD`` / ``POLYN_TOKEN`` only, never from flags, which other
+users of the machine could read in the process list.
+
+Exit codes: 0 success, 1 failure (one ``polyn: error: ...`` paragraph on stderr, no traceback),
+2 wrong usage, 130 interrupted. Each subcommand is a function taking the parsed arguments and
+returning the exit code (``handler``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import trio
 
 from polyn._version import __version__
+from polyn.config import Config
+from polyn.errors import ConfigError, PolynError
+from polyn.nats.transport import Transport
 
 __all__ = ["build_parser", "main"]
+
+# (flag, Config field, help)
+_CONFIG_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--server", "servers", "NATS server URL(s), comma separated (NATS_URL, POLYN_SERVERS)"),
+    ("--domain", "domain", "the service's domain, e.g. com.acme (POLYN_DOMAIN)"),
+    ("--source-root", "source_root", "the service's source root (POLYN_SOURCE_ROOT)"),
+    ("--schema-bucket", "schema_store", "schema bucket (default POLYN_SCHEMAS)"),
+    ("--migrations-bucket", "migrations_bucket", "migrations bucket (default POLYN_MIGRATIONS)"),
+    ("--migrations-dir", "migrations_dir", "migrations folder (default migrations)"),
+    ("--max-replicas", "max_replicas", "cap for num_replicas in migrations"),
+    ("--kv-replicas", "kv_replicas", "replicas of the buckets Polyn creates (default 1)"),
+    ("--creds", "credentials", "NATS credentials (.creds) file (NATS_CREDENTIALS)"),
+    ("--nkeys-seed", "nkeys_seed", "NATS nkeys seed file"),
+    ("--user", "user", "NATS user name (the password comes from POLYN_PASSWORD)"),
+    ("--tls-ca", "tls_ca_file", "CA certificate file for TLS (NATS_CA_FILE)"),
+    ("--tls-cert", "tls_cert_file", "client certificate file for TLS"),
+    ("--tls-key", "tls_key_file", "client key file for TLS"),
+)
+_INT_FLAGS = frozenset({"max_replicas", "kv_replicas"})
+# A command that does not name a service still needs a Config; these values are never used.
+_ANONYMOUS = {"domain": "polyn.cli", "source_root": "polyn.cli"}
+
+
+def _config_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("configuration (flags beat environment beat pyproject)")
+    for flag, field, text in _CONFIG_FLAGS:
+        group.add_argument(
+            flag, dest=field, type=int if field in _INT_FLAGS else str, default=None, help=text
+        )
+    group.add_argument("--pyproject", default=None, help="read [tool.polyn] from this file")
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +88,80 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"polyn {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log the NATS connection's events too"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config = _config_options()
+
+    migrate = commands.add_parser(
+        "migrate", parents=[config], help="run the pending JetStream migrations"
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="show what would run; change nothing"
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    rollback = commands.add_parser(
+        "rollback", parents=[config], help="roll back the last migration run"
+    )
+    rollback.add_argument(
+        "--dry-run", action="store_true", help="show what would run; change nothing"
+    )
+    rollback.set_defaults(handler=_rollback)
+
+    migrations = commands.add_parser("migrations", help="inspect migrations")
+    migrations_commands = migrations.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    migrations_commands.required = True
+    status = migrations_commands.add_parser(
+        "status", parents=[config], help="list applied and pending migrations"
+    )
+    status.set_defaults(handler=_status)
+
+    gen = commands.add_parser("gen", help="generate files")
+    gen_commands = gen.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    gen_commands.required = True
+    gen_migration = gen_commands.add_parser(
+        "migration", parents=[config], help="write a new, empty migration file"
+    )
+    gen_migration.add_argument("name", help="snake_case name, e.g. create_orders")
+    gen_migration.set_defaults(handler=_gen_migration)
+
+    schemas = commands.add_parser("schemas", help="manage the payload schemas")
+    schemas_commands = schemas.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    schemas_commands.required = True
+    init = schemas_commands.add_parser(
+        "init", parents=[config], help="create a schemas folder with an example schema"
+    )
+    init.add_argument("dir", nargs="?", help="the folder (default: the config's schemas_dir)")
+    init.set_defaults(handler=_schemas_init)
+    for name, handler, text in (
+        ("load", _schemas_load, "put the folder's schemas into the schema bucket"),
+        ("check", _schemas_check, "compare the folder with the schema bucket; write nothing"),
+    ):
+        command = schemas_commands.add_parser(name, parents=[config], help=text)
+        command.add_argument(
+            "dir", nargs="?", help="the schemas folder (default: the config's schemas_dir)"
+        )
+        command.add_argument(
+            "--prune", action="store_true", help="delete bucket keys that are not on disk"
+        )
+        if name == "load":
+            command.add_argument(
+                "--allow-breaking",
+                action="store_true",
+                help="write backwards-incompatible changes too",
+            )
+        command.set_defaults(handler=handler)
+
+    server = commands.add_parser("server", help="run a nats-server with JetStream for development")
+    server.add_argument("--port", type=int, default=4222, help="client port (default 4222)")
+    server.add_argument(
+        "--store-dir",
+        default=str(Path(".polyn") / "jetstream"),
+        help="JetStream store (default .polyn/jetstream)",
+    )
+    server.set_defaults(handler=_server)
     return parser
 
 
@@ -36,9 +172,206 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handler = args.handler
-    code: int = handler(args)
-    return code
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    _configure_logging(args.verbose)
+    try:
+        return handler(args)
+    except PolynError as exc:
+        print(f"polyn: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("polyn: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="polyn: %(levelname)s: %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # Connection trouble ends in one error line of its own; retries are noise here.
+        logging.getLogger("polyn.nats").setLevel(logging.ERROR)
+
+
+def _load_config(args: argparse.Namespace, *, service: bool = True) -> Config:
+    overrides: dict[str, Any] = {field: getattr(args, field, None) for _, field, _ in _CONFIG_FLAGS}
+    pyproject = getattr(args, "pyproject", None)
+    try:
+        return Config.load(pyproject=pyproject, **overrides)
+    except ConfigError:
+        if service:
+            raise
+        anonymous = {key: overrides.get(key) or value for key, value in _ANONYMOUS.items()}
+        return Config.load(pyproject=pyproject, **{**overrides, **anonymous})
+
+
+def _connected(config: Config, work: Callable[[Transport], Awaitable[int]]) -> int:
+    from polyn.migration import open_transport
+
+    async def run() -> int:
+        async with open_transport(config) as transport:
+            return await work(transport)
+
+    return trio.run(run)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+def _run_migrations(args: argparse.Namespace, direction: Any) -> int:
+    from polyn.migration import migrate
+
+    config = _load_config(args)
+
+    async def work(transport: Transport) -> int:
+        result = await migrate(
+            transport, config, direction=direction, dry_run=args.dry_run, progress=_say
+        )
+        count = len(result.steps)
+        noun = "migration" if count == 1 else "migrations"
+        where = f"{config.source_root} in bucket {config.migrations_bucket}"
+        if args.dry_run:
+            _say(f"Dry run: {count} {noun} would run; nothing was changed")
+        elif count:
+            verb = "Ran" if direction == "up" else "Rolled back"
+            _say(f"{verb} {count} {noun}; {len(result.ids)} recorded for {where}")
+        return 0
+
+    return _connected(config, work)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    return _run_migrations(args, "up")
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    return _run_migrations(args, "down")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from polyn.migration import migration_status
+
+    config = _load_config(args)
+
+    async def work(transport: Transport) -> int:
+        status = await migration_status(transport, config)
+        _say(
+            f"Migrations of {config.source_root} (bucket {config.migrations_bucket}, "
+            f"folder {config.migrations_dir}):"
+        )
+        for migration_id, found in status.applied:
+            _say(f"  applied  {found.file_name if found else migration_id + ' (no file)'}")
+        for migration in status.pending:
+            _say(f"  pending  {migration.file_name}")
+        _say(f"{len(status.applied)} applied, {len(status.pending)} pending")
+        return 0
+
+    return _connected(config, work)
+
+
+def _gen_migration(args: argparse.Namespace) -> int:
+    from polyn.migration import generate_migration
+
+    config = _load_config(args, service=False)
+    path = generate_migration(args.name, config.migrations_dir)
+    _say(f"Created {path}")
+    return 0
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+def _schemas_init(args: argparse.Namespace) -> int:
+    from polyn.schema_loader import init_schemas
+
+    config = _load_config(args, service=False)
+    path = init_schemas(args.dir or config.schemas_dir)
+    _say(f"Created {path}")
+    _say("Each file is the JSON Schema of one message's data, named <message name>.json.")
+    _say(f"Next: polyn schemas load {args.dir or config.schemas_dir}")
+    return 0
+
+
+def _schemas_load(args: argparse.Namespace) -> int:
+    from polyn.schema_loader import load_schemas, read_schemas
+
+    config = _load_config(args, service=False)
+    files = read_schemas(args.dir or config.schemas_dir)  # file errors before connecting
+
+    async def work(transport: Transport) -> int:
+        report = await load_schemas(
+            transport,
+            files,
+            bucket=config.schema_store,
+            replicas=config.kv_replicas,
+            prune=args.prune,
+            allow_breaking=args.allow_breaking,
+        )
+        for line in report.lines():
+            _say(line)
+        if report.breaking:
+            _say(
+                f"Wrote {len(report.breaking)} backwards-incompatible change(s) (--allow-breaking)"
+            )
+        _say(report.summary())
+        return 0
+
+    return _connected(config, work)
+
+
+def _schemas_check(args: argparse.Namespace) -> int:
+    from polyn.schema_loader import breaking_report, check_schemas, read_schemas
+
+    config = _load_config(args, service=False)
+    files = read_schemas(args.dir or config.schemas_dir)
+
+    async def work(transport: Transport) -> int:
+        report = await check_schemas(transport, files, bucket=config.schema_store, prune=args.prune)
+        for line in report.lines():
+            _say(line)
+        _say(report.summary())
+        if report.breaking:
+            print(f"polyn: error: {breaking_report(report.breaking)}", file=sys.stderr)
+            return 1
+        return 0
+
+    return _connected(config, work)
+
+
+# -- server ----------------------------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _server(args: argparse.Namespace) -> int:
+    from polyn.server import NatsServer
+
+    store = Path(args.store_dir)
+    store.mkdir(parents=True, exist_ok=True)
+    # Ctrl-C and SIGTERM both stop it, even when started in the background with SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with NatsServer(port=args.port, store_dir=store) as server:
+        _say(f"nats-server with JetStream at {server.url} (store {store}); Ctrl-C stops it")
+        try:
+            while server.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            _say("Stopping nats-server")
+            return 0
+        print(f"polyn: error: nats-server stopped by itself:\n{server.log_tail()}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
