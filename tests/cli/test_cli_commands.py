@@ -1,0 +1,319 @@
+"""The ``polyn`` command line run as a user runs it: a subprocess against a real nats-server.
+
+Every test works in a project folder of its own (``pyproject.toml`` with the service's domain
+and source root) and passes its unique bucket names by flags, so tests run in parallel on one
+server. The environment is cleaned of ``POLYN_*`` / ``NATS_*`` settings first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from _support import Names
+
+from polyn.errors import StreamError
+from polyn.nats import NatsTransport
+
+PYPROJECT = """\
+[tool.polyn]
+domain = "com.test"
+source_root = "user.backend"
+"""
+UNREACHABLE = "nats://127.0.0.1:1"
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("POLYN_", "NATS_")) or key == "POLYN_NATS_SERVER"
+    }
+    env.update(extra)
+    return env
+
+
+@attrs.frozen
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@attrs.define
+class Project:
+    """A service's folder, and ``run(...)`` to call ``polyn`` in it with this test's buckets."""
+
+    root: Path
+    url: str
+    names: Names
+
+    @property
+    def migrations_bucket(self) -> str:
+        return self.names.bucket("migrations")
+
+    @property
+    def schema_bucket(self) -> str:
+        return self.names.bucket("schemas")
+
+    def flags(self) -> list[str]:
+        return [
+            "--server",
+            self.url,
+            "--migrations-bucket",
+            self.migrations_bucket,
+            "--schema-bucket",
+            self.schema_bucket,
+        ]
+
+    async def run(self, *args: str, flags: bool = True, **env: str) -> Result:
+        command = [sys.executable, "-m", "polyn.cli", *args, *(self.flags() if flags else [])]
+        done = await trio.run_process(
+            command,
+            cwd=self.root,
+            env=clean_environment(**env),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+    def write_migration(self, file_name: str, body: str) -> None:
+        folder = self.root / "migrations"
+        folder.mkdir(exist_ok=True)
+        (folder / file_name).write_text(body)
+
+
+@pytest.fixture
+def project(tmp_path: Path, nats_url: str, names: Names) -> Project:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    return Project(tmp_path, nats_url, names)
+
+
+@pytest.fixture
+async def transport(nats_url: str) -> AsyncIterator[NatsTransport]:
+    transport = await NatsTransport.connect(nats_url)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+def create_stream(stream: str, subject: str) -> str:
+    return (
+        "def change(m):\n"
+        f'    m.create_stream(name="{stream}", subjects=["{subject}"])\n'
+        f'    m.create_consumer(stream_name="{stream}", durable_name="billing")\n'
+    )
+
+
+async def test_migrate_dry_run_migrate_status_and_rollback(
+    project: Project, names: Names, transport: NatsTransport
+) -> None:
+    stream = names.stream()
+    generated = await project.run("gen", "migration", "CreateOrders", flags=False)
+    assert generated.returncode == 0, generated.stderr
+    path = Path(generated.stdout.split()[-1])
+    assert path.parent == Path("migrations") and path.name.endswith("_create_orders.py")
+    (project.root / path).write_text(create_stream(stream, names.subject("order.>")))
+
+    dry = await project.run("migrate", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"   create_stream {stream}" in dry.stdout
+    assert "Dry run: 1 migration would run; nothing was changed" in dry.stdout
+    with pytest.raises(StreamError):
+        await transport.stream_info(stream)
+
+    migrated = await project.run("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"== {path.name}: migrated" in migrated.stdout
+    assert migrated.stdout.strip().endswith(
+        f"Ran 1 migration; 1 recorded for user.backend in bucket {project.migrations_bucket}"
+    )
+    assert (await transport.consumer_info(stream, "billing")).name == "billing"
+    stored = await transport.kv_entries(project.migrations_bucket)
+    assert stored == {"user.backend": json.dumps([path.name[:14]]).replace(" ", "").encode()}
+
+    again = await project.run("migrate")
+    assert again.stdout.strip() == "No pending migrations"
+
+    project.write_migration("29990101000000_later.py", "def change(m):\n    pass\n")
+    status = await project.run("migrations", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"  applied  {path.name}" in status.stdout
+    assert "  pending  29990101000000_later.py" in status.stdout
+    assert status.stdout.strip().endswith("1 applied, 1 pending")
+
+    rolled = await project.run("rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    assert f"== {path.name}: rolled back" in rolled.stdout
+    with pytest.raises(StreamError):
+        await transport.stream_info(stream)
+    assert await transport.kv_entries(project.migrations_bucket) == {"user.backend": b"[]"}
+
+
+async def test_a_failing_migration_exits_1_naming_the_file_and_reason(project: Project) -> None:
+    project.write_migration("1234_update.py", 'def change(m):\n    m.update_stream(name="NOPE")\n')
+    result = await project.run("migrate")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "polyn: error: Error running migration file 1234_update.py - stream 'NOPE': "
+        "stream not found"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["migrate"], ["schemas", "check"]],
+)
+async def test_an_unreachable_server_is_one_clear_line(
+    project: Project, command: list[str]
+) -> None:
+    (project.root / "schemas").mkdir()
+    result = await project.run(*command, "--server", UNREACHABLE, flags=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"polyn: error: could not connect to NATS at {UNREACHABLE}")
+
+
+async def test_migrate_without_a_service_name_says_what_to_configure(tmp_path: Path) -> None:
+    project = Project(tmp_path, UNREACHABLE, Names())
+    result = await project.run("migrate")
+    assert result.returncode == 1
+    assert "You must configure the `domain` for Polyn" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_flags_beat_environment_beat_pyproject(project: Project) -> None:
+    (project.root / "pyproject.toml").write_text(
+        PYPROJECT + 'migrations-bucket = "FROM_PYPROJECT"\n'
+    )
+    base = ["migrations", "status", "--server", project.url]
+    from_file = await project.run(*base, flags=False)
+    assert "(bucket FROM_PYPROJECT," in from_file.stdout, from_file.stderr
+    from_env = await project.run(*base, flags=False, POLYN_MIGRATIONS_BUCKET="FROM_ENV")
+    assert "(bucket FROM_ENV," in from_env.stdout
+    from_flag = await project.run(
+        *base, "--migrations-bucket", "FROM_FLAG", flags=False, POLYN_MIGRATIONS_BUCKET="FROM_ENV"
+    )
+    assert "(bucket FROM_FLAG," in from_flag.stdout
+    from_nats_url = await project.run("migrations", "status", flags=False, NATS_URL=project.url)
+    assert from_nats_url.returncode == 0, from_nats_url.stderr
+
+
+async def test_gen_migration_refuses_a_duplicate_name(project: Project) -> None:
+    first = await project.run("gen", "migration", "my_migration", flags=False)
+    assert first.returncode == 0
+    second = await project.run("gen", "migration", "MyMigration", flags=False)
+    assert second.returncode == 1
+    assert "migration can't be created, there is already a migration file with name" in (
+        second.stderr
+    )
+    assert len(list((project.root / "migrations").iterdir())) == 1
+
+
+async def test_schemas_init_load_check_breaking_and_prune(
+    project: Project, transport: NatsTransport
+) -> None:
+    init = await project.run("schemas", "init", flags=False)
+    assert init.returncode == 0, init.stderr
+    example = project.root / "schemas" / "user.created.v1.json"
+    assert example.is_file()
+
+    loaded = await project.run("schemas", "load")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "    added user.created.v1" in loaded.stdout
+    entries = await transport.kv_entries(project.schema_bucket)
+    assert json.loads(entries["user.created.v1"]) == json.loads(example.read_text())
+
+    await transport.kv_put(project.schema_bucket, "other.team.v1", b'{"type":"null"}')
+    schema = json.loads(example.read_text())
+    del schema["properties"]["email"]
+    schema["required"] = ["id"]
+    example.write_text(json.dumps(schema))
+
+    checked = await project.run("schemas", "check")
+    assert checked.returncode == 1
+    assert "     kept other.team.v1" in checked.stdout
+    assert "backwards-incompatible change on schema user.created.v1" in checked.stderr
+    assert "#/properties/email: property removed" in checked.stderr
+
+    refused = await project.run("schemas", "load")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("Nothing was written.")
+    assert await transport.kv_entries(project.schema_bucket) == {
+        **entries,
+        "other.team.v1": b'{"type":"null"}',
+    }
+
+    forced = await project.run("schemas", "load", "--allow-breaking", "--prune")
+    assert forced.returncode == 0, forced.stderr
+    assert "  removed other.team.v1" in forced.stdout
+    assert list(await transport.kv_entries(project.schema_bucket)) == ["user.created.v1"]
+
+
+async def test_invalid_schema_files_are_reported_before_connecting(project: Project) -> None:
+    folder = project.root / "elsewhere"
+    folder.mkdir()
+    (folder / "Bad Name.json").write_text("{}")
+    (folder / "app.widgets.v1.json").write_text('{"type": "not-a-valid-type"}')
+    result = await project.run("schemas", "load", "elsewhere", "--server", UNREACHABLE, flags=False)
+    assert result.returncode == 1
+    assert "Message names must be lowercase, alphanumeric and dot separated" in result.stderr
+    assert "Invalid JSON Schema document for event app.widgets.v1" in result.stderr
+    assert "could not connect" not in result.stderr
+
+
+async def test_a_subcommand_group_without_a_subcommand_is_a_usage_error(project: Project) -> None:
+    result = await project.run("gen", flags=False)
+    assert result.returncode == 2
+    assert "usage: polyn gen" in result.stderr
+
+
+def test_server_prints_its_url_keeps_its_store_under_dot_polyn_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "polyn.cli", "server", "--port", "0"],
+        cwd=tmp_path,
+        env=clean_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(30, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("nats-server with JetStream at nats://127.0.0.1:"), line
+        url = line.split()[4]
+
+        async def use_jetstream() -> None:
+            transport = await NatsTransport.connect(url)
+            try:
+                await transport.kv_create("CLI_SERVER_CHECK")
+            finally:
+                await transport.close()
+
+        trio.run(use_jetstream)
+        assert (tmp_path / ".polyn" / "jetstream").is_dir()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert "Stopping nats-server" in out
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
