@@ -35,7 +35,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -198,20 +198,30 @@ class App:
         """Run the App until cancelled, SIGINT / SIGTERM, or the tree stops by itself.
 
         A signal stops the tree gracefully and ``main`` returns normally. ``trio.run(app.main)``.
+        Signals are caught from before the first child starts (a signal during start-up stops
+        the app once it has started) and only in the main thread.
         """
-        async with self.run() as running, trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-            root = running.tree._root
-            assert root is not None
-            await root.wait_finished()
-            nursery.cancel_scope.cancel()
+        with _signals() as signals:
+            async with self.run() as running, trio.open_nursery() as nursery:
+                if signals is not None:
+                    nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+                root = running.tree._root
+                assert root is not None
+                await root.wait_finished()
+                nursery.cancel_scope.cancel()
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
+@contextlib.contextmanager
+def _signals() -> Iterator[AsyncIterator[int] | None]:
     if threading.current_thread() is not threading.main_thread():
-        await trio.sleep_forever()  # signals can only be caught in the main thread
+        yield None  # signals can only be caught in the main thread
+        return
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("received %s, stopping the app", signal.Signals(signum).name)
-            scope.cancel()
-            return
+        yield signals
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("received %s, stopping the app", signal.Signals(signum).name)
+        scope.cancel()
+        return

@@ -45,6 +45,8 @@ __all__ = ["JSONStore"]
 
 log = logging.getLogger("polyn.json_store")
 
+_CATCH_UP_TIMEOUT = 5.0
+
 
 class JSONStore(Actor):
     """A key-value bucket of JSON values mirrored in memory (see the module doc).
@@ -140,8 +142,38 @@ class JSONStore(Actor):
         self._data.clear()
         for key, value in watch.initial.items():
             self._apply_value(key, value)
+        if not watch.initial:
+            await self._catch_up(transport, watch)
         self._changed(keys | set(self._data))
         self.nursery.start_soon(self._follow, watch)
+
+    async def _catch_up(self, transport: Transport, watch: KvWatch) -> None:
+        # nats-py's watch may call its initial contents complete before the first entry has
+        # been read (it checks the consumer's pending count, then what it has received so
+        # far), so an empty start is checked against the bucket's stream: read on until the
+        # entry with its last sequence number has arrived.
+        try:
+            info = await transport.stream_info("KV_" + self.bucket)
+            last = int(info.state.get("last_seq") or 0)
+            if not info.state.get("messages"):
+                return
+        except PolynError:
+            return
+        with trio.move_on_after(_CATCH_UP_TIMEOUT) as scope:
+            while True:
+                entry = await watch.receive()
+                self._apply_entry(entry.key, entry.value, entry.revision)
+                if entry.revision >= last:
+                    return
+        if scope.cancelled_caught:
+            log.warning(
+                "%s %s: the bucket's contents did not all arrive within %s s; going on with "
+                "%d keys (the watch adds the rest)",
+                type(self).__name__,
+                self.bucket,
+                _CATCH_UP_TIMEOUT,
+                len(self._data),
+            )
 
     async def _open_watch(self, transport: Transport) -> KvWatch:
         return await transport.kv_watch(self.bucket)

@@ -111,8 +111,9 @@ async def test_invalid_data_raises_sends_nothing_and_marks_the_span(
         await pub(running, subject, "the valid one")
         msg = await next_message(sub)
     assert json.loads(msg.data)["data"] == "the valid one"  # the invalid one was never sent
-    failed = [s for s in spans.get_finished_spans() if s.status.status_code.name == "ERROR"]
-    assert len(failed) == 1
+    sends = [s for s in spans.get_finished_spans() if s.name == f"{subject} send"]
+    failed = [s for s in sends if s.status.status_code.name == "ERROR"]
+    assert len(sends) == 2 and len(failed) == 1, [(s.name, s.status, s.events) for s in sends]
     (exception,) = [e for e in failed[0].events if e.name == "exception"]
     attributes = exception.attributes or {}
     assert attributes["exception.type"].endswith("ValidationError")
