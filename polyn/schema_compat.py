@@ -99,7 +99,7 @@ def _compare(old: Any, new: Any, path: str, out: list[str]) -> None:
         new.get("items"), Mapping | bool
     ):
         _compare(_normal(old["items"]), _normal(new["items"]), f"{path}/items", out)
-    elif "items" in new and _text(old.get("items")) != _text(new.get("items")):
+    elif _text(old.get("items")) != _text(new.get("items")):
         out.append(f"{path}/items: changed")
     _compare_values(old, new, path, out)
     for keyword in _COMBINATORS:
