@@ -128,6 +128,7 @@ class NatsConnection(Actor):
         self.servers = [servers] if isinstance(servers, str) else servers
         self.options = options
         self.transport: NatsTransport | None = None
+        self._stopping = False
 
     def connect_options(self, context: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
         """The servers and nats-py options for this connection, from the config and overrides."""
@@ -171,7 +172,8 @@ class NatsConnection(Actor):
         # terminate), so the loop thread never outlives the actor.
         try:
             reason = await transport.wait_closed()
-            raise NatsConnectionError(reason)
+            if not self._stopping:
+                raise NatsConnectionError(reason)
         finally:
             with trio.CancelScope(shield=True):
                 await transport.close()
@@ -184,6 +186,7 @@ class NatsConnection(Actor):
         return await super().handle_call(request)
 
     async def terminate(self, reason: object) -> None:
+        self._stopping = True
         transport, self.transport = self.transport, None
         if transport is not None:
             with trio.CancelScope(shield=True):

@@ -1,0 +1,445 @@
+"""``Pipeline``: a batching, concurrent JetStream consumer in Broadway's model.
+
+The job of the seed's ``OffBroadway.Polyn.Producer`` plus Broadway, as one actor::
+
+    class Ledger(polyn.Pipeline):
+        type = "order.placed.v1"
+        processors = {"default": {"concurrency": 10}}
+        batchers = {"db": {"batch_size": 100, "batch_timeout": 1.0, "concurrency": 2}}
+
+        async def handle_message(self, processor, message):
+            message.event.data["total"]            # a validated polyn.Event
+            return message.put_batcher("db")
+
+        async def handle_batch(self, batcher, messages, batch_info):
+            await db.insert_many([m.event.data for m in messages])
+
+Stages, each a set of trio tasks inside the actor:
+
+1. **producer**: pulls from the durable consumer ``naming.consumer_name(type, config, source)``
+   as many messages as the stages have room for (at most ``fetch_batch`` per pull request), and
+   pulls again as soon as room frees up, while the stages work on earlier messages. Messages in
+   flight (fetched, not yet settled) never exceed ``max_in_flight`` (default: enough to keep
+   every stage busy) nor the consumer's ``max_ack_pending``.
+2. **processors** (``processors = {"default": {"concurrency": N}}``): decode and validate each
+   message, then ``handle_message(processor, message)``, which returns the message (maybe sent to
+   a batcher with ``message.put_batcher(name)``, or failed with ``message.fail(reason)``).
+3. **batchers** (optional): group messages per batcher until ``batch_size`` messages or
+   ``batch_timeout`` seconds after the first, then ``handle_batch(batcher, messages,
+   batch_info)`` in one of ``concurrency`` tasks.
+4. **acknowledgement**: a message that went through is acked (``+ACK``) after its processor
+   (no batcher) or its batch; a failed one is naked with a backoff growing with its delivery
+   count, or terminated and dead-lettered when ``fail(reason, term=True)`` or when its delivery
+   count reaches ``max_failures``. An exception in ``handle_message`` fails that message; one in
+   ``handle_batch`` fails the whole batch. A message already settled by hand (``message.msg``)
+   is left alone.
+
+An invalid event (bad JSON, not a CloudEvent, no schema, ``data`` against its schema) is
+terminated, dead-lettered and logged by its processor; the valid events of the same fetched
+batch go on. (The Elixir producer naks the whole batch and crashes, redelivering the valid
+events for nothing: a deliberate difference.) Handler failures never stop the pipeline; only
+infrastructure failures (connection closed for good, consumer or stream deleted) crash it.
+
+Graceful stop: the producer stops pulling (a pull request in flight is let finish, at most
+``fetch_expires`` seconds, rather than cancelled), naks what it fetched but did not hand to a
+processor, the processors finish their messages, the batchers flush what they hold (trigger
+``"flush"``), the batches are handled and acknowledged, then the actor stops. Give it a
+``shutdown`` long enough for that (default 30 s).
+
+Tracing: a ``<type> process`` span per fetched batch and a ``<type> receive`` span per message
+(parent from its ``traceparent``, linked to the process span), the fact sheet's names.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import AsyncExitStack
+from typing import Any, Self
+
+import attrs
+import trio
+
+from polyn import codec, naming, tracing
+from polyn._resolve import Resolved, resolve, schemas_for
+from polyn.actors import Actor
+from polyn.consumer import (
+    DEFAULT_MAX_FAILURES,
+    check_consumer,
+    fetch_some,
+    find_stream,
+    settle_failure,
+    settle_invalid,
+)
+from polyn.errors import ConsumerError, PolynError, ValidationError
+from polyn.event import Event
+from polyn.nats import Message
+
+__all__ = ["BatchInfo", "MessageFailed", "Pipeline", "PipelineMessage"]
+
+log = logging.getLogger("polyn.consumer")
+
+_PIPELINE_OPTIONS = (
+    "type",
+    "source",
+    "stream_name",
+    "store",
+    "connection",
+    "max_failures",
+    "processors",
+    "batchers",
+    "fetch_batch",
+    "fetch_expires",
+    "max_in_flight",
+)
+
+
+class MessageFailed(PolynError):
+    """The reason a handler gave to ``message.fail(reason)``, as an error (logs, dead letters)."""
+
+
+@attrs.define(eq=False)
+class PipelineMessage:
+    """A validated event moving through a :class:`Pipeline`, with its JetStream message."""
+
+    event: Event
+    msg: Message
+    batcher: str | None = None
+    failure: BaseException | None = None
+    term: bool = False
+
+    def put_batcher(self, name: str) -> Self:
+        """Send this message to the batcher ``name`` after its processor."""
+        self.batcher = name
+        return self
+
+    def fail(self, reason: str | BaseException, *, term: bool = False) -> Self:
+        """Mark the message failed: it is naked with backoff, or terminated and dead-lettered
+        with ``term=True`` (or once its delivery count reaches ``max_failures``)."""
+        self.failure = reason if isinstance(reason, BaseException) else MessageFailed(reason)
+        self.term = term
+        return self
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+@attrs.frozen
+class BatchInfo:
+    """What :meth:`Pipeline.handle_batch` is told about its batch."""
+
+    batcher: str
+    size: int
+    trigger: str  # "size", "timeout" or "flush" (the pipeline is stopping)
+    batch_key: str = "default"
+
+
+@attrs.frozen
+class _Batcher:
+    name: str
+    batch_size: int
+    batch_timeout: float
+    concurrency: int
+
+
+def _batchers(spec: dict[str, dict[str, Any]]) -> dict[str, _Batcher]:
+    out: dict[str, _Batcher] = {}
+    for name, options in spec.items():
+        unknown = set(options) - {"batch_size", "batch_timeout", "concurrency"}
+        if unknown:
+            raise ValueError(f"batcher {name!r}: unknown options {sorted(unknown)}")
+        batcher = _Batcher(
+            name,
+            int(options.get("batch_size", 100)),
+            float(options.get("batch_timeout", 1.0)),
+            int(options.get("concurrency", 1)),
+        )
+        if batcher.batch_size < 1 or batcher.concurrency < 1 or not batcher.batch_timeout > 0:
+            raise ValueError(
+                f"batcher {name!r}: batch_size and concurrency must be at least 1 and "
+                f"batch_timeout positive, got {options!r}"
+            )
+        out[name] = batcher
+    return out
+
+
+class Pipeline(Actor):
+    """A batching, concurrent consumer of one event type (see the module doc)."""
+
+    type: str | None = None
+    source: str | None = None
+    stream_name: str | None = None
+    store: str | None = None
+    connection: str = "nats"
+    max_failures: int = DEFAULT_MAX_FAILURES
+    processors: dict[str, dict[str, Any]] = {"default": {"concurrency": 10}}  # noqa: RUF012
+    batchers: dict[str, dict[str, Any]] = {}  # noqa: RUF012
+    fetch_batch: int = 100
+    fetch_expires: float = 1.0
+    max_in_flight: int | None = None
+    shutdown: float = 30.0
+
+    def __init__(self, **options: Any) -> None:
+        for key in _PIPELINE_OPTIONS:
+            if key in options:
+                setattr(self, key, options.pop(key))
+        super().__init__(**options)
+        if not self.type:
+            raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
+        if len(self.processors) != 1:
+            raise ValueError(
+                f"processors must name exactly one processor, as in Broadway: {self.processors!r}"
+            )
+        [(self._processor_name, processor)] = self.processors.items()
+        unknown = set(processor) - {"concurrency"}
+        if unknown:
+            raise ValueError(f"processor {self._processor_name!r}: unknown options {unknown}")
+        self._concurrency = int(processor.get("concurrency", 10))
+        if self._concurrency < 1:
+            raise ValueError("a processor's concurrency must be at least 1")
+        self._batcher_specs = _batchers(self.batchers)
+        if self.fetch_batch < 1 or self.max_failures < 1:
+            raise ValueError("fetch_batch and max_failures must be at least 1")
+        self.consumer_name = ""
+        self.stream = ""
+        self.limit = 0
+        self.in_flight = 0
+        self._room = trio.Event()
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._handoff = trio.CancelScope()
+        self._resolved: Resolved | None = None
+
+    # -- callbacks for subclasses -------------------------------------------------------------
+
+    async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
+        """Handle one validated event in a processor; return the message (see the module doc)."""
+        raise NotImplementedError(f"{type(self).__name__} must define handle_message")
+
+    async def handle_batch(
+        self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
+    ) -> Any:
+        """Handle a batch of messages; raising fails them all."""
+        raise NotImplementedError(f"{type(self).__name__} has batchers but no handle_batch")
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested: no more fetching; work in hand finishes."""
+        return self._stopping
+
+    # -- the actor ----------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Check the stream and consumer, then start the stages. Subclasses that override it
+        call ``await super().init()``."""
+        assert self.type is not None
+        resolved = self._resolved = resolve(self.connection)
+        config = resolved.config
+        self.consumer_name = naming.consumer_name(self.type, config, self.source)
+        subject = naming.trim_domain_prefix(self.type, config.domain)
+        transport = resolved.transport
+        self.stream = await find_stream(transport, subject, self.stream_name)
+        info = await check_consumer(transport, self.stream, self.consumer_name)
+        limit = self.max_in_flight
+        if limit is None:
+            limit = self.fetch_batch + self._concurrency
+            limit += sum(b.batch_size * (b.concurrency + 1) for b in self._batcher_specs.values())
+        max_ack_pending = int(info.config.get("max_ack_pending") or 0)
+        if max_ack_pending > 0:
+            limit = min(limit, max_ack_pending)
+        self.limit = max(1, limit)
+        self.nursery.start_soon(self._run)
+
+    async def terminate(self, reason: object) -> None:
+        self._stopping = True
+        self._handoff.cancel()
+        if self._resolved is not None:
+            await self._stopped.wait()
+
+    # -- stages -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            to_processors, from_producer = trio.open_memory_channel[tuple[Message, Any]](0)
+            async with trio.open_nursery() as nursery:
+                batcher_inputs: dict[str, trio.MemorySendChannel[PipelineMessage]] = {}
+                for spec in self._batcher_specs.values():
+                    send, receive = trio.open_memory_channel[PipelineMessage](0)
+                    batcher_inputs[spec.name] = send
+                    nursery.start_soon(self._batcher, spec, receive)
+                async with AsyncExitStack() as stack:
+                    for send in batcher_inputs.values():
+                        await stack.enter_async_context(send)
+                    for _ in range(self._concurrency):
+                        clones = {name: send.clone() for name, send in batcher_inputs.items()}
+                        nursery.start_soon(self._processor, from_producer.clone(), clones)
+                    await from_producer.aclose()
+                    nursery.start_soon(self._producer, to_processors)
+        finally:
+            self._stopped.set()
+
+    def _settled(self, count: int = 1) -> None:
+        self.in_flight -= count
+        self._room.set()
+
+    async def _producer(self, to_processors: trio.MemorySendChannel[tuple[Message, Any]]) -> None:
+        assert self._resolved is not None and self.type is not None
+        transport = self._resolved.transport
+        async with to_processors:
+            while not self.stop_requested():
+                room = self.limit - self.in_flight
+                if room <= 0:
+                    self._room = trio.Event()
+                    await self._room.wait()
+                    continue
+                messages = await fetch_some(
+                    transport,
+                    self.stream,
+                    self.consumer_name,
+                    min(room, self.fetch_batch),
+                    self.fetch_expires,
+                )
+                if not messages:
+                    continue
+                self.in_flight += len(messages)
+                handed = 0
+                with tracing.process_span(self.type) as span:
+                    link = tracing.link_to(span)
+                    self._handoff = trio.CancelScope()
+                    if self.stop_requested():
+                        self._handoff.cancel()
+                    with self._handoff:
+                        for msg in messages:
+                            await to_processors.send((msg, link))
+                            handed += 1
+                for msg in messages[handed:]:  # stopping: give back what no processor started
+                    await msg.nak()
+                self._settled(len(messages) - handed)
+
+    async def _processor(
+        self,
+        from_producer: trio.MemoryReceiveChannel[tuple[Message, Any]],
+        to_batchers: dict[str, trio.MemorySendChannel[PipelineMessage]],
+    ) -> None:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(from_producer)
+            for send in to_batchers.values():
+                await stack.enter_async_context(send)
+            async for msg, link in from_producer:
+                message = await self._process(msg, link)
+                if message is None:
+                    continue
+                if message.failed:
+                    await self._settle(message)
+                    continue
+                batcher = message.batcher
+                if batcher is None and "default" in to_batchers:
+                    batcher = "default"
+                if batcher is None:
+                    await self._settle(message)
+                elif batcher in to_batchers:
+                    await to_batchers[batcher].send(message)
+                else:
+                    message.fail(
+                        MessageFailed(
+                            f"put_batcher({batcher!r}) names no batcher of "
+                            f"{type(self).__name__}; it has {sorted(to_batchers)}"
+                        )
+                    )
+                    await self._settle(message)
+
+    async def _process(self, msg: Message, link: Any) -> PipelineMessage | None:
+        assert self._resolved is not None and self.type is not None
+        resolved = self._resolved
+        with tracing.receive_span(self.type, msg, links=[link] if link else None) as span:
+            try:
+                event = codec.decode(msg.data, schemas_for(resolved, self.store), resolved.config)
+            except ValidationError as exc:
+                tracing.record_error(span, exc)
+                await settle_invalid(resolved.transport, msg, exc, self.consumer_name)
+                self._settled()
+                return None
+            tracing.set_receive_attributes(span, event, msg, resolved.transport)
+            message = PipelineMessage(event, msg)
+            try:
+                returned = await self.handle_message(self._processor_name, message)
+                if isinstance(returned, PipelineMessage):
+                    message = returned
+            except Exception as exc:
+                tracing.record_error(span, exc)
+                message.fail(exc)
+            return message
+
+    async def _batcher(
+        self, spec: _Batcher, from_processors: trio.MemoryReceiveChannel[PipelineMessage]
+    ) -> None:
+        to_workers, from_batcher = trio.open_memory_channel[tuple[list[PipelineMessage], str]](0)
+        async with trio.open_nursery() as nursery:
+            for _ in range(spec.concurrency):
+                nursery.start_soon(self._batch_worker, spec, from_batcher.clone())
+            await from_batcher.aclose()
+            async with to_workers, from_processors:
+                batch: list[PipelineMessage] = []
+                deadline = math.inf
+                while True:
+                    with trio.move_on_at(deadline) as timer:
+                        try:
+                            message = await from_processors.receive()
+                        except trio.EndOfChannel:
+                            break
+                    if timer.cancelled_caught:
+                        await to_workers.send((batch, "timeout"))
+                        batch, deadline = [], math.inf
+                        continue
+                    batch.append(message)
+                    if len(batch) == 1:
+                        deadline = trio.current_time() + spec.batch_timeout
+                    if len(batch) >= spec.batch_size:
+                        await to_workers.send((batch, "size"))
+                        batch, deadline = [], math.inf
+                if batch:
+                    await to_workers.send((batch, "flush"))
+
+    async def _batch_worker(
+        self,
+        spec: _Batcher,
+        batches: trio.MemoryReceiveChannel[tuple[list[PipelineMessage], str]],
+    ) -> None:
+        async with batches:
+            async for messages, trigger in batches:
+                info = BatchInfo(spec.name, len(messages), trigger)
+                try:
+                    await self.handle_batch(spec.name, messages, info)
+                except Exception as exc:
+                    log.warning(
+                        "pipeline %s: handle_batch(%r) failed for %d messages: %r",
+                        self.consumer_name,
+                        spec.name,
+                        len(messages),
+                        exc,
+                    )
+                    for message in messages:
+                        if not message.failed:
+                            message.fail(exc)
+                for message in messages:
+                    await self._settle(message)
+
+    async def _settle(self, message: PipelineMessage) -> None:
+        assert self._resolved is not None
+        msg = message.msg
+        try:
+            if msg.acked:
+                return
+            if message.failure is None:
+                await msg.ack()
+            else:
+                await settle_failure(
+                    self._resolved.transport,
+                    msg,
+                    message.failure,
+                    self.consumer_name,
+                    max_failures=self.max_failures,
+                    term=message.term,
+                )
+        finally:
+            self._settled()

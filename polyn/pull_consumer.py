@@ -1,0 +1,183 @@
+"""``PullConsumer``: a JetStream durable consumer handled one event at a time, in order.
+
+The seed's ``Polyn.PullConsumer``. Subclass it, name the event type, and handle events::
+
+    class ReceiptMailer(polyn.PullConsumer):
+        type = "payment.captured.v1"
+
+        async def handle_message(self, event, msg):
+            await send_receipt(event.data)
+            return polyn.Ack.ACK
+
+    app = polyn.App(config, children=[polyn.NatsConnection(), polyn.SchemaStore(),
+                                      ReceiptMailer()])
+
+The durable consumer ``naming.consumer_name(type, config, source)`` must exist (a
+``create_consumer`` migration); its stream is the one capturing ``type`` unless ``stream_name``
+is given. Options, as class attributes or keyword arguments: ``type``, ``source``,
+``stream_name``, ``store`` (the SchemaStore, default the config's bucket), ``connection``
+(default ``"nats"``), ``max_failures`` (default 5), ``prefetch`` (messages fetched per pull
+request, default 10) and ``fetch_expires`` (how long an idle pull request waits, default 1 s:
+also the longest a graceful stop waits for it).
+
+``handle_message(event, msg)`` returns ``polyn.Ack.ACK``, ``Ack.NAK``, ``Ack.TERM``,
+``polyn.Nak(delay=seconds)``, or ``None`` to settle later through ``msg`` (``await msg.ack()``).
+
+Messages are fetched in batches (one crossing per batch) and handled strictly one at a time, in
+stream order. An invalid event is terminated, dead-lettered and logged; a handler exception is
+logged and the message naked with backoff, until ``max_failures`` deliveries, when it is
+terminated and dead-lettered (:mod:`polyn.consumer`). Neither stops the consumer: only
+infrastructure failures (the connection closed for good, the consumer or stream deleted) crash
+it, for its supervisor to restart.
+
+Differences from Elixir, on purpose: an invalid event does not crash the consumer (Elixir
+crashes and relies on the restart), and a missing consumer fails the start with the protocol's
+text ("Consumer <name> does not exist. Use polyn-cli to create it before attempting to
+subscribe").
+
+On stop, the message being handled finishes and is settled, the prefetched ones not yet handled
+are naked for immediate redelivery, and an idle pull request is left to expire rather than
+cancelled (so the server delivers nothing into a closed consumer).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from polyn import codec, naming, tracing
+from polyn._resolve import Resolved, resolve, schemas_for
+from polyn.actors import Actor
+from polyn.consumer import (
+    DEFAULT_MAX_FAILURES,
+    Ack,
+    Nak,
+    apply,
+    check_consumer,
+    fetch_some,
+    find_stream,
+    settle_failure,
+    settle_invalid,
+)
+from polyn.errors import ConsumerError, ValidationError
+from polyn.event import Event
+from polyn.nats import Message
+
+__all__ = ["PullConsumer"]
+
+log = logging.getLogger("polyn.consumer")
+
+_CONSUMER_OPTIONS = (
+    "type",
+    "source",
+    "stream_name",
+    "store",
+    "connection",
+    "max_failures",
+    "prefetch",
+    "fetch_expires",
+)
+
+
+class PullConsumer(Actor):
+    """Handle the events of one JetStream durable consumer, one at a time (see the module doc)."""
+
+    type: str | None = None
+    source: str | None = None
+    stream_name: str | None = None
+    store: str | None = None
+    connection: str = "nats"
+    max_failures: int = DEFAULT_MAX_FAILURES
+    prefetch: int = 10
+    fetch_expires: float = 1.0
+
+    def __init__(self, **options: Any) -> None:
+        for key in _CONSUMER_OPTIONS:
+            if key in options:
+                setattr(self, key, options.pop(key))
+        super().__init__(**options)
+        if not self.type:
+            raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
+        if self.max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, not {self.max_failures!r}")
+        if self.prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, not {self.prefetch!r}")
+        self.consumer_name = ""
+        self.stream = ""
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._resolved: Resolved | None = None
+
+    async def handle_message(self, event: Event, msg: Message) -> Ack | Nak | None:
+        """Handle one event; return how to settle its message (see the module doc)."""
+        raise NotImplementedError(f"{type(self).__name__} must define handle_message")
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested: no more fetching; work in hand finishes."""
+        return self._stopping
+
+    # -- the actor ----------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Check the stream and consumer, then start fetching. Subclasses that override it
+        call ``await super().init()``."""
+        assert self.type is not None
+        resolved = self._resolved = resolve(self.connection)
+        config = resolved.config
+        self.consumer_name = naming.consumer_name(self.type, config, self.source)
+        subject = naming.trim_domain_prefix(self.type, config.domain)
+        transport = resolved.transport
+        self.stream = await find_stream(transport, subject, self.stream_name)
+        await check_consumer(transport, self.stream, self.consumer_name)
+        self.nursery.start_soon(self._run)
+
+    async def terminate(self, reason: object) -> None:
+        # Let the message in hand finish and the pull request in flight end by itself.
+        self._stopping = True
+        if self._resolved is not None:
+            await self._stopped.wait()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._resolved is not None
+        transport = self._resolved.transport
+        try:
+            while not self.stop_requested():
+                messages = await fetch_some(
+                    transport, self.stream, self.consumer_name, self.prefetch, self.fetch_expires
+                )
+                for index, msg in enumerate(messages):
+                    if self.stop_requested():
+                        for unhandled in messages[index:]:
+                            await unhandled.nak()
+                        break
+                    await self._handle(msg)
+        finally:
+            self._stopped.set()
+
+    async def _handle(self, msg: Message) -> None:
+        assert self._resolved is not None and self.type is not None
+        resolved = self._resolved
+        transport = resolved.transport
+        name = self.consumer_name
+        with tracing.receive_span(self.type, msg) as span:
+            try:
+                schemas = schemas_for(resolved, self.store)
+                event = codec.decode(msg.data, schemas, resolved.config)
+            except ValidationError as exc:
+                tracing.record_error(span, exc)
+                await settle_invalid(transport, msg, exc, name)
+                return
+            tracing.set_receive_attributes(span, event, msg, transport)
+            try:
+                result = await self.handle_message(event, msg)
+                await apply(msg, result)
+            except Exception as exc:
+                tracing.record_error(span, exc)
+                if msg.acked:  # it settled the message, then failed: nothing to redo
+                    log.exception("consumer %s: handler failed after settling %s", name, msg)
+                    return
+                await settle_failure(transport, msg, exc, name, max_failures=self.max_failures)
