@@ -7,13 +7,17 @@ the server, and the test reads what was published and dead-lettered from the san
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import trio
 from _support import Names
+from attrs import evolve as attrs_evolve
+from hypothesis import given, settings
 
 from polyn.app import App
+from polyn.codec import Schemas, encode
 from polyn.config import Config
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, NatsTransport, transport_for
@@ -103,3 +107,64 @@ async def test_pub_with_ack_is_stored_in_the_sandbox_stream(
         assert (await real.stream_info(stream)).state["messages"] == 0
     finally:
         await real.close()
+
+
+CONFIG = Config(domain="com.test", source_root="sandbox.tests")
+PROPERTY_TYPE = "sandbox.property.v1"
+PROPERTY_SCHEMAS = {PROPERTY_TYPE: SCHEMA}
+
+
+def _bodies() -> Any:
+    from hypothesis import strategies as st
+
+    from polyn.testing.strategies import events, invalid_events
+
+    valid = events(PROPERTY_TYPE, PROPERTY_SCHEMAS, config=CONFIG, encoded=True)
+    invalid = invalid_events(PROPERTY_TYPE, PROPERTY_SCHEMAS, config=CONFIG)
+    return st.lists(st.tuples(st.booleans(), valid, invalid), min_size=1, max_size=8)
+
+
+@settings(max_examples=10, deadline=None)
+@given(mix=_bodies())
+async def test_every_valid_event_is_handled_once_and_every_invalid_one_dead_lettered(
+    nats_server: str, mix: list[tuple[bool, bytes, bytes]]
+) -> None:
+    # A sandbox per example (Sandbox.start), not per test (the polyn_sandbox fixture).
+    async with Sandbox.start(nats_server) as sandbox:
+        await check_handled_and_dead_lettered(sandbox, nats_server, mix)
+
+
+async def check_handled_and_dead_lettered(
+    sandbox: Sandbox, nats_server: str, mix: list[tuple[bool, bytes, bytes]]
+) -> None:
+    bodies = [(ok, good if ok else bad) for ok, good, bad in mix]
+    send, receive = trio.open_memory_channel[Event](100)
+    config = attrs_evolve(CONFIG, servers=[nats_server])
+    app = App(
+        config,
+        [
+            NatsConnection(),
+            SchemaStore(schemas=PROPERTY_SCHEMAS),
+            Greeter(send, subject=PROPERTY_TYPE, name="property"),
+        ],
+    )
+    # Handled in arrival order, so once the sentinel is handled, everything before it was.
+    sentinel = Event.new(CONFIG, PROPERTY_TYPE, {"name": "sentinel"})
+    handled: list[Event] = []
+    async with app.run() as running:
+        transport = transport_for(running)
+        for _, body in bodies:
+            await transport.publish(PROPERTY_TYPE, body)
+        await transport.publish(
+            PROPERTY_TYPE, encode(sentinel, Schemas.from_dict(PROPERTY_SCHEMAS), CONFIG)
+        )
+        with trio.fail_after(5):
+            while not handled or handled[-1].id != sentinel.id:
+                handled.append(await receive.receive())
+    handled.pop()
+    valid_ids = [json.loads(body)["id"] for ok, body in bodies if ok]
+    assert sorted(e.id for e in handled) == sorted(valid_ids)
+    letters = sandbox.dead_letters(PROPERTY_TYPE)
+    assert [letter.data for letter in letters] == [body for ok, body in bodies if not ok]
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
