@@ -19,6 +19,10 @@ Configuration comes from :meth:`polyn.Config.load`: command-line flags beat ``PO
 tokens are read from ``POLYN_PASSWORD`` / ``POLYN_TOKEN`` only, never from flags, which other
 users of the machine could read in the process list.
 
+Deployments run ``polyn migrate`` (or call :func:`polyn.migration.run`) where the service runs:
+the console script is installed with the package. Elixir needs ``mix polyn.gen.release`` to
+generate a release module because releases ship without Mix; Python has no such gap.
+
 Exit codes: 0 success, 1 failure (one ``polyn: error: ...`` paragraph on stderr, no traceback),
 2 wrong usage, 130 interrupted. Each subcommand is a function taking the parsed arguments and
 returning the exit code (``handler``).
@@ -67,14 +71,33 @@ _INT_FLAGS = frozenset({"max_replicas", "kv_replicas"})
 _ANONYMOUS = {"domain": "polyn.cli", "source_root": "polyn.cli"}
 
 
+def _metavar(field: str) -> str:
+    if field == "servers":
+        return "URL"
+    if field in _INT_FLAGS:
+        return "N"
+    if field.endswith(("_dir",)):
+        return "DIR"
+    if field.endswith(("_file", "credentials", "seed")):
+        return "FILE"
+    return "NAME"
+
+
 def _config_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("configuration (flags beat environment beat pyproject)")
     for flag, field, text in _CONFIG_FLAGS:
         group.add_argument(
-            flag, dest=field, type=int if field in _INT_FLAGS else str, default=None, help=text
+            flag,
+            dest=field,
+            type=int if field in _INT_FLAGS else str,
+            default=None,
+            metavar=_metavar(field),
+            help=text,
         )
-    group.add_argument("--pyproject", default=None, help="read [tool.polyn] from this file")
+    group.add_argument(
+        "--pyproject", default=None, metavar="FILE", help="read [tool.polyn] from this file"
+    )
     return options
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -317,3 +318,12 @@ def test_server_prints_its_url_keeps_its_store_under_dot_polyn_and_stops_on_ctrl
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_installed_console_script_runs() -> None:
+    script = Path(sysconfig.get_path("scripts")) / "polyn"
+    result = subprocess.run(
+        [str(script), "migrate", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--dry-run" in result.stdout and "--migrations-bucket" in result.stdout
