@@ -258,7 +258,12 @@ class _Stream:
         msg_id = headers.get("Nats-Msg-Id")
         window = float(config.get("duplicate_window") or _DEFAULT_DUPLICATE_WINDOW)
         if msg_id:
-            self.msg_ids = {k: v for k, v in self.msg_ids.items() if now - v[1] < window}
+            ids = self.msg_ids  # in insertion order, so in time order: expire from the front
+            while ids:
+                oldest = next(iter(ids))
+                if now - ids[oldest][1] < window:
+                    break
+                del ids[oldest]
             seen = self.msg_ids.get(msg_id)
             if seen is not None:
                 return PubAck(stream=self.name, seq=seen[0], duplicate=True)

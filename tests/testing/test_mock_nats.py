@@ -206,3 +206,18 @@ async def test_routing_matches_the_real_server(
     finally:
         await real.close()
     assert delivered["MockNats"] == delivered["NatsTransport"]
+
+
+async def test_msg_id_deduplication_lasts_for_the_duplicate_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mock = MockNats()
+    await mock.create_stream({"name": "D", "subjects": ["d"], "duplicate_window": 60})
+    id_1 = {"Nats-Msg-Id": "1"}
+    assert (await mock.js_publish("d", b"x", headers=id_1)).seq == 1
+    await trio.sleep(30)
+    await mock.js_publish("d", b"y", headers={"Nats-Msg-Id": "2"})
+    assert (await mock.js_publish("d", b"x", headers=id_1)).duplicate
+    await trio.sleep(31)  # id 1 is 61 s old, id 2 31 s
+    assert (await mock.js_publish("d", b"x", headers=id_1)).seq == 3
+    assert (await mock.js_publish("d", b"y", headers={"Nats-Msg-Id": "2"})).duplicate
