@@ -204,6 +204,7 @@ class Pipeline(Actor):
         self.consumer_name = ""
         self.stream = ""
         self.limit = 0
+        self._min_fetch = 1
         self.in_flight = 0
         self._room = trio.Event()
         self._stopping = False
@@ -248,6 +249,7 @@ class Pipeline(Actor):
         if max_ack_pending > 0:
             limit = min(limit, max_ack_pending)
         self.limit = max(1, limit)
+        self._min_fetch = max(1, min(self.fetch_batch, self.limit) // 4)
         self.nursery.start_soon(self._run)
 
     async def terminate(self, reason: object) -> None:
@@ -260,11 +262,16 @@ class Pipeline(Actor):
 
     async def _run(self) -> None:
         try:
-            to_processors, from_producer = trio.open_memory_channel[tuple[Message, Any]](0)
+            # Buffered hand-offs: a fetched batch goes to the processors in one scheduling
+            # round, not one per message (each round costs trio an epoll call, and each
+            # system call may hand the GIL to the busy NATS thread).
+            to_processors, from_producer = trio.open_memory_channel[tuple[Message, Any]](
+                self.fetch_batch
+            )
             async with trio.open_nursery() as nursery:
                 batcher_inputs: dict[str, trio.MemorySendChannel[PipelineMessage]] = {}
                 for spec in self._batcher_specs.values():
-                    send, receive = trio.open_memory_channel[PipelineMessage](0)
+                    send, receive = trio.open_memory_channel[PipelineMessage](spec.batch_size)
                     batcher_inputs[spec.name] = send
                     nursery.start_soon(self._batcher, spec, receive)
                 async with AsyncExitStack() as stack:
@@ -280,7 +287,8 @@ class Pipeline(Actor):
 
     def _settled(self, count: int = 1) -> None:
         self.in_flight -= count
-        self._room.set()
+        if self.in_flight == 0 or self.limit - self.in_flight >= self._min_fetch:
+            self._room.set()
 
     async def _producer(self, to_processors: trio.MemorySendChannel[tuple[Message, Any]]) -> None:
         assert self._resolved is not None and self.type is not None
@@ -288,7 +296,8 @@ class Pipeline(Actor):
         async with to_processors:
             while not self.stop_requested():
                 room = self.limit - self.in_flight
-                if room <= 0:
+                if room < self._min_fetch and self.in_flight > 0:
+                    # wait for room for a worthwhile fetch, not one message at a time
                     self._room = trio.Event()
                     await self._room.wait()
                     continue
@@ -310,11 +319,15 @@ class Pipeline(Actor):
                         self._handoff.cancel()
                     with self._handoff:
                         for msg in messages:
-                            await to_processors.send((msg, link))
+                            try:
+                                to_processors.send_nowait((msg, link))
+                            except trio.WouldBlock:
+                                await to_processors.send((msg, link))
                             handed += 1
                 for msg in messages[handed:]:  # stopping: give back what no processor started
                     await msg.nak()
-                self._settled(len(messages) - handed)
+                if handed < len(messages):
+                    self._settled(len(messages) - handed)
 
     async def _processor(
         self,
@@ -325,7 +338,20 @@ class Pipeline(Actor):
             await stack.enter_async_context(from_producer)
             for send in to_batchers.values():
                 await stack.enter_async_context(send)
-            async for msg, link in from_producer:
+            while True:
+                try:
+                    msg, link = from_producer.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        msg, link = await from_producer.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
+                if self.stop_requested():  # fetched, not started: give it back at once
+                    await msg.nak()
+                    self._settled()
+                    continue
                 message = await self._process(msg, link)
                 if message is None:
                     continue
@@ -338,7 +364,10 @@ class Pipeline(Actor):
                 if batcher is None:
                     await self._settle(message)
                 elif batcher in to_batchers:
-                    await to_batchers[batcher].send(message)
+                    try:
+                        to_batchers[batcher].send_nowait(message)
+                    except trio.WouldBlock:
+                        await to_batchers[batcher].send(message)
                 else:
                     message.fail(
                         MessageFailed(
@@ -382,15 +411,20 @@ class Pipeline(Actor):
                 batch: list[PipelineMessage] = []
                 deadline = math.inf
                 while True:
-                    with trio.move_on_at(deadline) as timer:
-                        try:
-                            message = await from_processors.receive()
-                        except trio.EndOfChannel:
-                            break
-                    if timer.cancelled_caught:
-                        await to_workers.send((batch, "timeout"))
-                        batch, deadline = [], math.inf
-                        continue
+                    try:
+                        message = from_processors.receive_nowait()
+                    except trio.WouldBlock:
+                        with trio.move_on_at(deadline) as timer:
+                            try:
+                                message = await from_processors.receive()
+                            except trio.EndOfChannel:
+                                break
+                        if timer.cancelled_caught:
+                            await to_workers.send((batch, "timeout"))
+                            batch, deadline = [], math.inf
+                            continue
+                    except trio.EndOfChannel:
+                        break
                     batch.append(message)
                     if len(batch) == 1:
                         deadline = trio.current_time() + spec.batch_timeout

@@ -23,12 +23,13 @@ also the longest a graceful stop waits for it).
 ``handle_message(event, msg)`` returns ``polyn.Ack.ACK``, ``Ack.NAK``, ``Ack.TERM``,
 ``polyn.Nak(delay=seconds)``, or ``None`` to settle later through ``msg`` (``await msg.ack()``).
 
-Messages are fetched in batches (one crossing per batch) and handled strictly one at a time, in
-stream order. An invalid event is terminated, dead-lettered and logged; a handler exception is
-logged and the message naked with backoff, until ``max_failures`` deliveries, when it is
-terminated and dead-lettered (:mod:`polyn.consumer`). Neither stops the consumer: only
-infrastructure failures (the connection closed for good, the consumer or stream deleted) crash
-it, for its supervisor to restart.
+Messages are fetched in batches (one crossing per batch), the next batch while this one is
+handled, and handled strictly one at a time, in stream order. An invalid event is terminated,
+dead-lettered and logged; a handler exception is logged and the message naked with backoff,
+until ``max_failures`` deliveries, when it is terminated and dead-lettered
+(:mod:`polyn.consumer`). Neither stops the consumer: only infrastructure failures (the
+connection closed for good, the consumer or stream deleted) crash it, for its supervisor to
+restart. At most three batches of ``prefetch`` are unacknowledged at once.
 
 Differences from Elixir, on purpose: an invalid event does not crash the consumer (Elixir
 crashes and relies on the restart), and a missing consumer fails the start with the protocol's
@@ -142,21 +143,33 @@ class PullConsumer(Actor):
     # -- the loop -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # The next batch is fetched while this one is handled: at most three batches are
+        # unacknowledged at once (in hand, waiting, being fetched).
+        batches_in, batches_out = trio.open_memory_channel[list[Message]](1)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._fetcher, batches_in)
+                async with batches_out:
+                    async for messages in batches_out:
+                        for index, msg in enumerate(messages):
+                            if self.stop_requested():
+                                for unhandled in messages[index:]:
+                                    await unhandled.nak()
+                                break
+                            await self._handle(msg)
+        finally:
+            self._stopped.set()
+
+    async def _fetcher(self, batches: trio.MemorySendChannel[list[Message]]) -> None:
         assert self._resolved is not None
         transport = self._resolved.transport
-        try:
+        async with batches:
             while not self.stop_requested():
                 messages = await fetch_some(
                     transport, self.stream, self.consumer_name, self.prefetch, self.fetch_expires
                 )
-                for index, msg in enumerate(messages):
-                    if self.stop_requested():
-                        for unhandled in messages[index:]:
-                            await unhandled.nak()
-                        break
-                    await self._handle(msg)
-        finally:
-            self._stopped.set()
+                if messages:
+                    await batches.send(messages)
 
     async def _handle(self, msg: Message) -> None:
         assert self._resolved is not None and self.type is not None
