@@ -9,6 +9,8 @@
   polyn is installed): fixtures ``nats_server``, ``polyn_schemas`` and ``polyn_sandbox``. It
   never switches the sandbox on by itself: only a test that requests ``polyn_sandbox`` is
   sandboxed.
+- :func:`real_time`: pause a ``trio.testing.MockClock``'s autojump around your own calls to a
+  real server in a test that runs on virtual time (the sandbox does this for its own calls).
 - ``polyn.testing.strategies``: Hypothesis strategies for valid and invalid events (imported on
   its own, as it needs Hypothesis and hypothesis-jsonschema).
 
@@ -17,7 +19,7 @@ Production code never imports this package.
 
 from __future__ import annotations
 
-from polyn.testing.mock_nats import MockNats
+from polyn.testing.mock_nats import MockNats, real_time
 from polyn.testing.sandbox import DEADLETTER_PREFIX, Sandbox
 
-__all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox"]
+__all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox", "real_time"]
