@@ -7,10 +7,13 @@ Polyn clients. Services are trees of actors under supervisors; ``trio.run(app.ma
 
 from __future__ import annotations
 
-from polyn import codec, naming
+from polyn import codec, naming, tracing
 from polyn._version import __version__
 from polyn.actors import Actor, ActorRef, DynamicSupervisor, Restart, Strategy, Supervisor
+from polyn.app import App, AppContext, Running, current_app
 from polyn.config import Config
+from polyn.consumer import Ack, Nak
+from polyn.deadletter import dead_letter
 from polyn.errors import (
     ActorError,
     CallTimeout,
@@ -29,35 +32,61 @@ from polyn.errors import (
     ValidationError,
 )
 from polyn.event import Event
+from polyn.json_store import JSONStore
 from polyn.nats import NatsConnection, transport_for
+from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
+from polyn.publish import pub, reply, request
+from polyn.pull_consumer import PullConsumer
+from polyn.responder import Responder
+from polyn.schema_store import SchemaStore
+from polyn.subscriber import Subscriber
 
 __all__ = [
+    "Ack",
     "Actor",
     "ActorError",
     "ActorRef",
+    "App",
+    "AppContext",
+    "BatchInfo",
     "CallTimeout",
     "Config",
     "ConfigError",
     "ConsumerError",
     "DynamicSupervisor",
     "Event",
+    "JSONStore",
     "MigrationError",
+    "Nak",
     "NamingError",
     "NatsConnection",
     "NatsConnectionError",
+    "Pipeline",
+    "PipelineMessage",
     "PolynError",
+    "PullConsumer",
     "RequestTimeout",
+    "Responder",
     "Restart",
+    "Running",
     "SandboxError",
     "SchemaError",
+    "SchemaStore",
     "SchemaStoreError",
     "ServerError",
     "Strategy",
     "StreamError",
+    "Subscriber",
     "Supervisor",
     "ValidationError",
     "__version__",
     "codec",
+    "current_app",
+    "dead_letter",
     "naming",
+    "pub",
+    "reply",
+    "request",
+    "tracing",
     "transport_for",
 ]
