@@ -55,6 +55,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -412,7 +413,7 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
         raise ValidationError(
             _report(document, [_line(f"Property: `{_pointer(path)}` - {reason}")])
         )
-    _validate(document, schemas, config)
+    _validate(document, schemas, config, plain=_plain_envelope(document))
     try:
         return orjson.dumps(document)
     except TypeError:
@@ -455,10 +456,52 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
     )
 
 
-def _validate(document: Any, schemas: Schemas, config: Config) -> None:
-    """§1.8 steps 1-6; raises ``ValidationError`` with every problem of the first failing step."""
+@functools.lru_cache(maxsize=1024)
+def _source_ok(source: str) -> bool:
+    return FORMATS["uri-reference"](source)
+
+
+_DATE_TIME_OK = FORMATS["date-time"]
+_POLYNDATA_KEYS = ("clientlang", "clientlangversion", "clientversion")
+
+
+def _plain_envelope(document: dict[str, Any]) -> bool:
+    """True only when the envelope schema certainly accepts ``document`` (built by
+    :func:`encode`: the nine attributes, ``data`` already checked to be JSON).
+
+    It checks the same constraints in plain Python, with the source's format check cached
+    (sources repeat), so that publishing skips the schema validator. Anything unusual returns
+    False and goes through the validator, which also words the errors.
+    """
+    for key in ("id", "source", "specversion", "type"):
+        value = document[key]
+        if type(value) is not str or not value:
+            return False
+    for key in ("datacontenttype", "time"):
+        value = document[key]
+        if value is not None and (type(value) is not str or not value):
+            return False
+    if document["dataschema"] is not None:
+        return False
+    time = document["time"]
+    if time is not None and not _DATE_TIME_OK(time):
+        return False
+    polyndata = document["polyndata"]
+    if type(polyndata) is not dict:
+        return False
+    for key in _POLYNDATA_KEYS:
+        if type(polyndata.get(key)) is not str:
+            return False
+    return _source_ok(document["source"])
+
+
+def _validate(document: Any, schemas: Schemas, config: Config, *, plain: bool = False) -> None:
+    """§1.8 steps 1-6; raises ``ValidationError`` with every problem of the first failing step.
+
+    ``plain``: the caller checked the envelope with :func:`_plain_envelope`.
+    """
     try:
-        if not _ENVELOPE.is_valid(document):
+        if not plain and not _ENVELOPE.is_valid(document):
             lines = _ENVELOPE.error_lines(document)
             if lines:
                 raise ValidationError(_report(document, lines))

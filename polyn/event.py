@@ -18,8 +18,9 @@ Example::
 
 from __future__ import annotations
 
+import os
 import platform
-import uuid
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +38,49 @@ SPECVERSION = "1.0.1"
 _JSON = "application/json"
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
+class _Ids:
+    """UUID v4 ids from the OS's random source, as ``uuid.uuid4()`` makes them, but reading
+    16 x 256 random bytes per system call (ids are made on the publish path). A forked child
+    drops the parent's unused bytes, so two processes never hand out the same ids."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.offset = 0
+
+    def reset(self) -> None:
+        self.pool = b""
+        self.offset = 0
+
+    def next(self) -> str:
+        offset = self.offset
+        if offset >= len(self.pool):
+            self.pool = os.urandom(16 * 256)
+            offset = 0
+        self.offset = offset + 16
+        raw = bytearray(self.pool[offset : offset + 16])
+        raw[6] = (raw[6] & 0x0F) | 0x40
+        raw[8] = (raw[8] & 0x3F) | 0x80
+        text = raw.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_ids = _Ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.reset)
+_new_id = _ids.next
+
+
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
 
 
 def _now() -> str:
-    # Elixir's DateTime.to_iso8601(DateTime.utc_now()): microseconds and a "Z".
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # Elixir's DateTime.to_iso8601(DateTime.utc_now()): microseconds and a "Z". The date and
+    # time of day are formatted once per second.
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0] = second
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 _PYTHON_VERSION = platform.python_version()

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -145,6 +146,23 @@ def trim_domain_prefix(name: str, domain: str) -> str:
     return name.replace(f"{dot_to_colon(domain)}:", "", 1)
 
 
+@functools.lru_cache(maxsize=1024)
+def _full_type(event_type: str, domain: str) -> str:
+    validate_message_name(event_type)
+    return f"{domain}.{trim_domain_prefix(event_type, domain)}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _full_source(domain: str, source_root: str, source: str | None) -> str:
+    root = dot_to_colon(f"{domain}:{source_root}")
+    if source is None:
+        return root
+    validate_source_name(source)
+    # The root holds only [a-z0-9:], so escaping changes nothing; it documents intent.
+    rest = re.sub(re.escape(root) + ":?", "", source)
+    return f"{root}:{dot_to_colon(rest)}" if rest else root
+
+
 def full_type(event_type: str, config: Config) -> str:
     """The ``type`` an event carries on the wire: ``<domain>.<message name>``.
 
@@ -156,8 +174,9 @@ def full_type(event_type: str, config: Config) -> str:
     >>> full_type("com.acme.user.created.v1", config)
     'com.acme.user.created.v1'
     """
-    validate_message_name(event_type)
-    return f"{config.domain}.{trim_domain_prefix(event_type, config.domain)}"
+    if type(event_type) is not str:
+        validate_message_name(event_type)  # raises the naming error
+    return _full_type(event_type, config.domain)
 
 
 def full_source(config: Config, source: str | None = None) -> str:
@@ -174,13 +193,9 @@ def full_source(config: Config, source: str | None = None) -> str:
     >>> full_source(config, "com:acme:orders:payments:refunds")
     'com:acme:orders:payments:refunds'
     """
-    root = dot_to_colon(f"{config.domain}:{config.source_root}")
-    if source is None:
-        return root
-    validate_source_name(source)
-    # The root holds only [a-z0-9:], so escaping changes nothing; it documents intent.
-    rest = re.sub(re.escape(root) + ":?", "", source)
-    return f"{root}:{dot_to_colon(rest)}" if rest else root
+    if source is not None and type(source) is not str:
+        validate_source_name(source)  # raises the naming error
+    return _full_source(config.domain, config.source_root, source)
 
 
 def consumer_name(event_type: str, config: Config, source: str | None = None) -> str:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 import jsonschema
@@ -238,3 +239,62 @@ def test_a_payload_decodes_exactly_when_jsonschema_accepts_it(schema: Any, value
             decode(body, snapshot, CONFIG)
         with pytest.raises(ValidationError, match="Property: `#"):
             encode(sent, snapshot, CONFIG)
+
+
+_ENVELOPE_SCHEMA = json.loads(
+    resources.files("polyn").joinpath("cloud_event_schema.json").read_text()
+)
+_maybe_text = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "a b", "x\n"]))
+_ODD_VALUES = {
+    "id": _maybe_text,
+    "source": st.one_of(_maybe_text, st.sampled_from(["http://x/y#z", "a#\\b", "a b", "#"])),
+    "specversion": _maybe_text,
+    "type": _maybe_text,
+    "datacontenttype": _maybe_text,
+    "dataschema": st.one_of(_maybe_text, st.just("http://schemas/x")),
+    "time": st.one_of(
+        _maybe_text,
+        st.sampled_from(["2024-13-02T03:04:05Z", "2024-01-02", "2024-01-02T03:04:05+25:00"]),
+    ),
+    "polyndata": st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["clientlang", "clientlangversion", "clientversion", "other"]),
+            st.one_of(st.text(max_size=3), st.integers(), st.none()),
+        ),
+    ),
+}
+
+
+@given(
+    changes=st.lists(st.sampled_from(sorted(_ODD_VALUES)), unique=True, max_size=3).flatmap(
+        lambda keys: st.fixed_dictionaries({key: _ODD_VALUES[key] for key in keys})
+    )
+)
+def test_the_publish_fast_path_only_accepts_envelopes_the_schema_accepts(
+    changes: dict[str, Any],
+) -> None:
+    """encode() skips the envelope validator when its plain check passes: that check must
+    never accept what the validator (and jsonschema) would refuse. Envelopes start valid (as
+    Event.new builds them) and get up to three odd attributes."""
+    from polyn.codec import _ENVELOPE, _plain_envelope
+
+    event = Event.new(Config(domain="com.test", source_root="svc"), "foo.bar.v1", {"x": 1})
+    document = {
+        "id": event.id,
+        "specversion": event.specversion,
+        "type": event.type,
+        "source": event.source,
+        "time": event.time,
+        "data": event.data,
+        "datacontenttype": event.datacontenttype,
+        "dataschema": event.dataschema,
+        "polyndata": event.polyndata,
+    }
+    document.update(changes)
+    if _plain_envelope(document):
+        assert _ENVELOPE.is_valid(document)
+        assert _ENVELOPE.error_lines(document) == []
+        assert _reference(_ENVELOPE_SCHEMA).is_valid(document)
+    elif not changes:
+        raise AssertionError("an envelope as Event.new builds it must take the fast path")

@@ -101,3 +101,35 @@ def test_events_are_frozen_values() -> None:
         event.id = "2"  # type: ignore[misc]
     assert event == Event.new(CONFIG, "user.created.v1", {"a": 1}, id="1", time="t")
     assert attrs.evolve(event, data={"a": 2}).data == {"a": 2}
+
+
+def test_new_ids_are_uuid4_unique_and_differ_in_a_forked_child() -> None:
+    import os
+    import uuid
+
+    from polyn.event import _new_id
+
+    ids = [_new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id
+        os.write(write, _new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    assert child != _new_id()  # the parent's next id (from the same pool) differs
+
+
+def test_new_times_are_utc_with_microseconds_and_z() -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from polyn.event import _now
+
+    before = datetime.now(UTC)
+    text = _now()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text)
+    assert before <= datetime.fromisoformat(text.replace("Z", "+00:00")) <= after
