@@ -1,0 +1,222 @@
+"""What the fault-tolerance scenarios share: a service on a server of its own, and the figures.
+
+Every scenario runs a real nats-server of its own (``fresh_server``, started by the launcher),
+builds a :class:`polyn.App` on it the way a user would, breaks something, and asserts what a
+user would observe. Each scenario records its figures (events, kills, lost, duplicates, in-flight,
+RSS) with the ``figures`` fixture; at the end of the session they are printed as the README's
+"Reliability" table and written to ``reliability.json`` under pytest's base temporary folder.
+
+Select them with ``pytest tests/reliability`` or ``pytest -m reliability``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from _support import Names
+
+from polyn import codec
+from polyn.actors import Actor
+from polyn.app import App, Running
+from polyn.config import Config
+from polyn.event import Event
+from polyn.nats import NatsConnection, NatsTransport
+from polyn.schema_store import SchemaStore
+
+ORDER_SCHEMA = {
+    "type": "object",
+    "required": ["n"],
+    "properties": {"n": {"type": "integer"}, "note": {"type": "string"}},
+}
+
+_FIGURES: list[dict[str, Any]] = []
+_COLUMNS = (
+    ("scenario", "scenario"),
+    ("events", "events"),
+    ("kills", "kills / faults"),
+    ("lost", "lost"),
+    ("duplicates_stored", "duplicates stored"),
+    ("duplicates_handled", "duplicates handled"),
+    ("max_in_flight", "max in flight"),
+    ("rss_mb", "RSS (MB)"),
+    ("seconds", "seconds"),
+    ("notes", "notes"),
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "reliability: a fault-tolerance scenario (issue 11)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.reliability)
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("Reliability figures")
+    for line in figures_table(_FIGURES).splitlines():
+        terminalreporter.write_line(line)
+
+
+def figures_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a markdown table, the README's "Reliability" table."""
+    lines = [
+        "| " + " | ".join(title for _, title in _COLUMNS) + " |",
+        "|" + "|".join("---" for _ in _COLUMNS) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A dict the test fills with what it observed; recorded once the test has passed."""
+    row: dict[str, Any] = {"scenario": request.node.name.removeprefix("test_")}
+    begin = time.monotonic()
+    yield row
+    row.setdefault("seconds", round(time.monotonic() - begin, 1))
+    _FIGURES.append(row)
+    path = tmp_path_factory.getbasetemp() / "reliability.json"
+    path.write_text(json.dumps(_FIGURES, indent=2, default=str))
+    print(f"\n{row['scenario']}: {json.dumps(row, default=str)}")
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    """This process's resident set size now, in MB (Linux), else its peak."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except OSError:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - polls state other tasks change
+            await trio.sleep(0.02)
+
+
+# -- a service on the test's own server -----------------------------------------------------
+
+
+class Service:
+    """One test's config, stream, durable consumer and admin connection.
+
+    ``service.app(*consumers)`` builds the App a user would write: ``NatsConnection``,
+    ``SchemaStore`` (preloaded with the order schema), then the consumers.
+    """
+
+    def __init__(self, admin: NatsTransport, url: str, names: Names, kind: str = "order") -> None:
+        self.admin = admin
+        self.url = url
+        token = names.token
+        self.names = names
+        self.domain = "com.test"
+        self.config = Config(domain=self.domain, source_root=f"svc.{token}", servers=[url])
+        self.type = f"{kind}{token}.placed.v1"
+        self.stream = names.stream(kind)
+        self.consumer = f"svc_{token}_{kind}{token}_placed_v1"
+        self.schemas = codec.Schemas.from_dict({self.type: ORDER_SCHEMA})
+
+    async def create(self, storage: str = "file", **consumer_config: Any) -> None:
+        """The stream capturing the type, and its durable consumer (what migrations create)."""
+        await self.admin.create_stream(
+            {"name": self.stream, "subjects": [self.type], "storage": storage}
+        )
+        await self.admin.create_consumer(
+            self.stream,
+            {
+                "durable_name": self.consumer,
+                "ack_policy": "explicit",
+                "ack_wait": 10,
+                **consumer_config,
+            },
+        )
+
+    def app(self, *children: Actor, schemas: dict[str, Any] | None = None, **options: Any) -> App:
+        preloaded = schemas if schemas is not None else {self.type: ORDER_SCHEMA}
+        return App(
+            self.config,
+            [NatsConnection(reconnect_time_wait=0.1), SchemaStore(schemas=preloaded), *children],
+            **options,
+        )
+
+    @asynccontextmanager
+    async def run(self, *children: Actor, **options: Any) -> AsyncIterator[Running]:
+        async with self.app(*children, **options).run() as running:
+            yield running
+
+    def event(self, n: int, **extra: Any) -> Event:
+        return Event.new(self.config, self.type, {"n": n, **extra})
+
+    def body(self, event: Event) -> bytes:
+        return codec.encode(event, self.schemas, self.config)
+
+    async def consumer_state(self) -> dict[str, int]:
+        info = await self.admin.consumer_info(self.stream, self.consumer)
+        return {
+            "num_pending": info.num_pending,
+            "num_ack_pending": info.num_ack_pending,
+            "num_redelivered": info.num_redelivered,
+        }
+
+    async def wait_settled(self, timeout: float = 30.0) -> dict[str, int]:
+        """Wait until the consumer has nothing pending and nothing awaiting an ack."""
+        with trio.fail_after(timeout):
+            while True:
+                state = await self.consumer_state()
+                if state["num_ack_pending"] == 0 and state["num_pending"] == 0:
+                    return state
+                await trio.sleep(0.1)
+
+    async def stored(self, stream: str | None = None) -> list[Any]:
+        """Every message of the stream, read with an ephemeral consumer (headers and body)."""
+        stream = stream or self.stream
+        reader = f"reader_{self.names.token}_{len(stream)}"
+        await self.admin.create_consumer(
+            stream,
+            {"durable_name": reader, "ack_policy": "none", "inactive_threshold": 30},
+        )
+        info = await self.admin.stream_info(stream)
+        total = int(info.state.get("messages", 0))
+        out: list[Any] = []
+        with trio.fail_after(60):
+            while len(out) < total:
+                out.extend(await self.admin.fetch(stream, reader, 1000, expires=1))
+        await self.admin.delete_consumer(stream, reader)
+        return out
+
+
+@pytest.fixture
+async def admin(fresh_server: Any) -> AsyncIterator[NatsTransport]:
+    """A connection of the test's own to its server, for set-up and inspection."""
+    transport = await NatsTransport.connect(fresh_server.url, reconnect_time_wait=0.1)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+@pytest.fixture
+def service(admin: NatsTransport, fresh_server: Any, names: Names) -> Service:
+    return Service(admin, fresh_server.url, names)
