@@ -241,7 +241,7 @@ def install_tracing() -> InMemorySpanExporter | None:
     """An OpenTelemetry SDK with an in-memory exporter (None without the SDK: no tracing).
 
     The global tracer provider can be set once per process, so an SDK provider already there
-    is reused and the exporter added to it.
+    is reused; the exporter is added to it once, and cleared at every later call.
     """
     try:
         from opentelemetry import trace
@@ -255,9 +255,13 @@ def install_tracing() -> InMemorySpanExporter | None:
         trace.set_tracer_provider(TracerProvider())
         provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        return None
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return None  # another kind of provider was installed first: leave it alone
+    exporter = getattr(provider, "_shop_exporter", None)
+    if not isinstance(exporter, InMemorySpanExporter):
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider._shop_exporter = exporter  # type: ignore[attr-defined]
+    exporter.clear()
     return exporter
 
 
@@ -271,8 +275,11 @@ def first_order_trace(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
     return [s for s in spans if s.context is not None and s.context.trace_id == trace_id]
 
 
-def trace_tree(spans: Sequence[ReadableSpan], *, utf8: bool | None = None) -> list[str]:
-    """An indented tree of span names with their kinds, children in start order."""
+def trace_tree(
+    spans: Sequence[ReadableSpan], *, utf8: bool | None = None, timings: bool = True
+) -> list[str]:
+    """An indented tree of span names with their kinds (and durations), children in start
+    order."""
     if utf8 is None:
         utf8 = utf8_output()
     tee, elbow, pipe = ("├─ ", "└─ ", "│  ") if utf8 else ("|- ", "`- ", "|  ")
@@ -287,8 +294,12 @@ def trace_tree(spans: Sequence[ReadableSpan], *, utf8: bool | None = None) -> li
 
     def walk(span: ReadableSpan, prefix: str, branch: str, below: str) -> None:
         took = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-        note = "  (linked to its batch's process span)" if span.links else ""
-        lines.append(f"{prefix}{branch}{span.name}  [{span.kind.name}]  {took:.1f} ms{note}")
+        text = f"{prefix}{branch}{span.name}  [{span.kind.name}]"
+        if timings:
+            text += f"  {took:.1f} ms"
+        if span.links:
+            text += "  (linked to its batch's process span)"
+        lines.append(text)
         kids = children.get(span.context.span_id if span.context else None, [])
         for i, kid in enumerate(kids):
             last = i == len(kids) - 1
