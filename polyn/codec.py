@@ -588,10 +588,34 @@ def _not_json(value: Any) -> tuple[list[str | int], str] | None:
     )
 
 
+_SCALARS = frozenset({int, bool, type(None)})
+
+
+def _flat_json(value: Any) -> bool:
+    """True when ``value`` is a dict of ASCII keys to plain scalars (the common payload and
+    ``polyndata``): certainly JSON, without the recursive walk. False means "walk it"."""
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                return False
+        elif kind is float:
+            if item - item != 0:
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
 def _envelope_not_json(document: dict[str, Any]) -> tuple[list[str | int], str] | None:
-    # Envelope attributes are nearly always ASCII strings; only the rest needs the full walk.
+    # Envelope attributes are nearly always ASCII strings and flat dicts; only the rest needs
+    # the full walk.
     for key, value in document.items():
-        if value is None or (type(value) is str and value.isascii()):
+        if value is None or (type(value) is str and value.isascii()) or _flat_json(value):
             continue
         problem = _not_json(value)
         if problem is not None:

@@ -42,7 +42,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
@@ -139,49 +139,50 @@ def _span(
             raise
 
 
-@contextmanager
-def send_span(destination: str, headers: dict[str, str]) -> Iterator[Span]:
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+"""What the span helpers return when tracing is off: no generator, no allocation per message."""
+
+
+def send_span(destination: str, headers: dict[str, str]) -> AbstractContextManager[Span]:
     """The ``<destination> send`` span (PRODUCER), current inside the block.
 
     Injects ``traceparent`` for it into ``headers`` on entry. ``destination`` is the event type
     as passed by the caller, or :data:`TEMPORARY` for a reply.
     """
     if not enabled():
-        yield INVALID_SPAN
-        return
+        return _NO_SPAN
+    return _send_span(destination, headers)
+
+
+@contextmanager
+def _send_span(destination: str, headers: dict[str, str]) -> Iterator[Span]:
     with _span(f"{destination} send", SpanKind.PRODUCER) as span:
         propagate.inject(headers)
         yield span
 
 
-@contextmanager
 def receive_span(
     event_type: str,
     msg: Message | Mapping[str, str] | None,
     *,
     links: Sequence[Link] | None = None,
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """The ``<event_type> receive`` span (CONSUMER), current inside the block.
 
     Its parent is the context in ``msg``'s headers (a :class:`~polyn.nats.Message` or the
     headers themselves), else the current span. ``links``: e.g. ``[link_to(process_span)]``.
     """
     if not enabled():
-        yield INVALID_SPAN
-        return
+        return _NO_SPAN
     headers = msg if msg is None or isinstance(msg, Mapping) else msg.headers
-    with _span(f"{event_type} receive", SpanKind.CONSUMER, extract(headers), links) as span:
-        yield span
+    return _span(f"{event_type} receive", SpanKind.CONSUMER, extract(headers), links)
 
 
-@contextmanager
-def process_span(event_type: str) -> Iterator[Span]:
+def process_span(event_type: str) -> AbstractContextManager[Span]:
     """The ``<event_type> process`` span (CONSUMER) around a fetched batch."""
     if not enabled():
-        yield INVALID_SPAN
-        return
-    with _span(f"{event_type} process", SpanKind.CONSUMER) as span:
-        yield span
+        return _NO_SPAN
+    return _span(f"{event_type} process", SpanKind.CONSUMER)
 
 
 def link_to(span: Span) -> Link | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import json
 import logging
@@ -92,10 +93,19 @@ class ConnectionState:
     dropped: int = 0  # core NATS messages dropped because a subscriber fell too far behind
 
 
+@functools.lru_cache(maxsize=4096)  # a pure check, memoised: subjects repeat on the hot path
+def _subject_ok(subject: str) -> bool:
+    return not (
+        not subject
+        or _BAD_SUBJECT_CHARS.search(subject)
+        or ".." in subject
+        or subject[0] == "."
+        or subject[-1] == "."
+    )
+
+
 def _check_subject(subject: str, what: str = "subject") -> None:
-    if not subject or _BAD_SUBJECT_CHARS.search(subject) or ".." in subject:
-        raise NamingError(f"{subject!r} is not a valid NATS {what}")
-    if subject[0] == "." or subject[-1] == ".":
+    if type(subject) is not str or not _subject_ok(subject):
         raise NamingError(f"{subject!r} is not a valid NATS {what}")
 
 
