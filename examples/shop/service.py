@@ -152,15 +152,15 @@ class Billing(PullConsumer):
             "amount": order["total"],
             "currency": CURRENCY,
         }
+        self.journal.line(
+            "Billing",
+            f"{order['order_id']} {order['customer']:<8} charged {order['total']:7.2f} {CURRENCY}",
+        )
         # ack=True: stored in the PAYMENTS stream before the order is acked. A crash between
         # the two redelivers the order; the payment's new event id would be a second payment,
         # so a real Billing would make the charge idempotent on the order id.
         await pub("nats", PAYMENT_CAPTURED, payment, ack=True)
         self.journal.charged.append(order["order_id"])
-        self.journal.line(
-            "Billing",
-            f"{order['order_id']} {order['customer']:<8} charged {order['total']:7.2f} {CURRENCY}",
-        )
         return Ack.ACK
 
 
