@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from conftest import Setup, wait_until
+from consumer_support import Setup, wait_until
 
 from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import trio
 from _support import Names
-from conftest import Setup
+from consumer_support import Setup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import Setup, wait_until
+from consumer_support import Setup, wait_until
 
 from polyn.consumer import Ack, Nak
 from polyn.errors import ActorError, ConsumerError, StreamError
