@@ -26,12 +26,23 @@ Example::
 
     async with NatsServer() as server:   # inside trio: starts and stops in a worker thread
         ...
+
+A JetStream cluster on loopback is :class:`NatsCluster`: ``size`` nodes, each a
+:class:`NatsServer` with a :class:`ClusterConfig` (cluster name, server name, route port and the
+routes to every node), started together and ready once every node reports JetStream healthy.
+Nodes are killed and restarted one by one, on their ports and stores, as a node loss would be::
+
+    with NatsCluster(size=3) as cluster:
+        config = polyn.Config(..., servers=cluster.urls, kv_replicas=3)
+        cluster.kill("polyn-2")
+        cluster.restart("polyn-2")    # rejoins, catches up from the others
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,16 +50,20 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+import attrs
 import trio
 
 from polyn.errors import ServerError
 
-__all__ = ["NatsServer", "find_nats_server"]
+__all__ = ["ClusterConfig", "NatsCluster", "NatsServer", "find_nats_server"]
 
 _BINARY = "nats-server"
 
@@ -82,6 +97,31 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _to_routes(routes: Iterable[str]) -> tuple[str, ...]:
+    return (routes,) if isinstance(routes, str) else tuple(routes)
+
+
+@attrs.frozen(kw_only=True)
+class ClusterConfig:
+    """How one :class:`NatsServer` joins a NATS cluster (nats-server's ``cluster`` block).
+
+    Arguments:
+        name: the cluster's name, the same on every node.
+        server_name: this node's name, unique in the cluster (JetStream's peers are named so).
+        port: the route port other nodes connect to; ``0`` lets nats-server choose one (read
+            back as :attr:`NatsServer.cluster_port` and kept across restarts).
+        routes: the route URLs (``nats://127.0.0.1:PORT``) of the nodes to connect to; a
+            JetStream node needs at least one, and may list its own.
+
+    :class:`NatsCluster` builds these for you; build one by hand to join a cluster you run.
+    """
+
+    name: str
+    server_name: str
+    port: int = 0
+    routes: tuple[str, ...] = attrs.field(default=(), converter=_to_routes)
+
+
 class NatsServer:
     """One nats-server process on loopback, restartable on the same port and store.
 
@@ -92,7 +132,10 @@ class NatsServer:
             A folder given here is never removed.
         config_file: a nats-server configuration file (TLS, authorization, ...). Command-line
             settings made here (host, port, JetStream, store) take precedence over it.
+        cluster: join a cluster (:class:`ClusterConfig`); with it, the server also serves
+            monitoring (``/healthz``, ``/jsz``) on a free port, see :attr:`monitor_url`.
         host: the interface to listen on; loopback by default.
+        monitoring: serve the HTTP monitoring endpoints on a free port (default: with ``cluster``).
         args: extra command-line arguments passed to nats-server as they are.
         startup_timeout: seconds to wait for the server to accept connections.
         shutdown_grace: seconds between SIGTERM and SIGKILL when stopping.
@@ -104,8 +147,10 @@ class NatsServer:
         jetstream: bool = True,
         store_dir: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
+        cluster: ClusterConfig | None = None,
         *,
         host: str = "127.0.0.1",
+        monitoring: bool | None = None,
         args: Sequence[str] = (),
         startup_timeout: float = 10.0,
         shutdown_grace: float = 5.0,
@@ -115,11 +160,15 @@ class NatsServer:
         self.host = host
         self.jetstream = jetstream
         self.config_file = Path(config_file) if config_file is not None else None
+        self.cluster = cluster
+        self.monitoring = cluster is not None if monitoring is None else monitoring
         self.args = tuple(args)
         self.startup_timeout = startup_timeout
         self.shutdown_grace = shutdown_grace
         self._requested_port = port
         self._port: int | None = port or None
+        self._cluster_port: int | None = (cluster.port or None) if cluster is not None else None
+        self._monitor_port: int | None = None
         self._user_store = Path(store_dir) if store_dir is not None else None
         self._workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -138,6 +187,39 @@ class NatsServer:
     def url(self) -> str:
         """``nats://host:port`` for clients."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str | None:
+        """The server name given in ``cluster`` (JetStream's peer name), else ``None``."""
+        return self.cluster.server_name if self.cluster is not None else None
+
+    @property
+    def cluster_port(self) -> int:
+        """The route port (known once a clustered server has started)."""
+        if self._cluster_port is None:
+            raise ServerError(f"{self!r} has no route port: it is not clustered or not started")
+        return self._cluster_port
+
+    @property
+    def route_url(self) -> str:
+        """``nats://host:cluster_port``, what other nodes list in their routes."""
+        return f"nats://{self.host}:{self.cluster_port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        """``http://host:port`` of the monitoring endpoints, when served and started."""
+        if self._monitor_port is None:
+            return None
+        return f"http://{self.host}:{self._monitor_port}"
+
+    def healthy(self) -> bool:
+        """Whether the server's ``/healthz`` says OK (JetStream current, for a cluster node).
+
+        Needs ``monitoring``; a server that is not running is not healthy.
+        """
+        if not self.running or self.monitor_url is None:
+            return False
+        return _healthz_ok(self.monitor_url)
 
     @property
     def store_dir(self) -> Path:
@@ -172,7 +254,8 @@ class NatsServer:
     def __repr__(self) -> str:
         state = f"running pid={self.pid}" if self.running else "stopped"
         port = self._port if self._port is not None else "?"
-        return f"<NatsServer {self.host}:{port} {state}>"
+        name = f" {self.name}" if self.name is not None else ""
+        return f"<NatsServer{name} {self.host}:{port} {state}>"
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -187,6 +270,21 @@ class NatsServer:
         command += ["-a", self.host, "-p", str(self._port or -1), "--ports_file_dir", str(workdir)]
         if self.jetstream:
             command += ["-js", "-sd", str(self.store_dir)]
+        if self.monitoring:
+            # The monitoring port is not kept across restarts: nothing outside finds it by number.
+            command += ["-m", "-1"]
+        if self.cluster is not None:
+            cluster = self.cluster
+            command += [
+                "--server_name",
+                cluster.server_name,
+                "--cluster_name",
+                cluster.name,
+                "--cluster",
+                f"nats://{self.host}:{self._cluster_port or -1}",
+            ]
+            if cluster.routes:
+                command += ["--routes", ",".join(cluster.routes)]
         command += self.args
         with open(self.log_path, "ab") as log:
             # A new session: a Ctrl-C meant for the program using the server reaches only that
@@ -197,7 +295,12 @@ class NatsServer:
         self._process = process
         self._finalizer = weakref.finalize(self, _kill, process)
         try:
-            self._port = self._wait_ready(process, workdir)
+            ports = self._wait_ready(process, workdir)
+            self._port = _port_of(ports, "nats")
+            if self.cluster is not None:
+                self._cluster_port = _port_of(ports, "cluster")
+            if self.monitoring:
+                self._monitor_port = _port_of(ports, "monitoring")
         except BaseException:
             self._stop_process(graceful=False)
             raise
@@ -281,10 +384,14 @@ class NatsServer:
         process.kill()
         process.wait()
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], workdir: Path) -> int:
-        """Wait for the ports file nats-server writes once it listens, then for its INFO line."""
+    def _wait_ready(self, process: subprocess.Popen[bytes], workdir: Path) -> dict[str, Any]:
+        """Wait for the ports file nats-server writes once it listens, then for its INFO line.
+
+        Returns the ports file's content: every listener's URLs by kind.
+        """
         ports_file = workdir / f"{Path(_BINARY).name}_{process.pid}.ports"
         deadline = time.monotonic() + self.startup_timeout
+        ports: dict[str, Any] | None = None
         port: int | None = None
         while True:
             if process.poll() is not None:
@@ -292,10 +399,11 @@ class NatsServer:
                     f"nats-server exited with code {process.returncode} during start-up:\n"
                     f"{self.log_tail()}"
                 )
-            if port is None:
-                port = _read_client_port(ports_file)
-            if port is not None and _accepts_clients(self.host, port):
-                return port
+            if ports is None:
+                ports = _read_ports(ports_file)
+                port = _port_of(ports, "nats") if ports is not None else None
+            if ports is not None and port is not None and _accepts_clients(self.host, port):
+                return ports
             if time.monotonic() > deadline:
                 raise ServerError(
                     f"nats-server did not accept connections within {self.startup_timeout} s:\n"
@@ -304,15 +412,273 @@ class NatsServer:
             time.sleep(0.01)
 
 
-def _read_client_port(ports_file: Path) -> int | None:
+class NatsCluster:
+    """A JetStream cluster of ``size`` nats-server processes on loopback, nodes named
+    ``<name>-1`` ... ``<name>-<size>``.
+
+    Every node is a :class:`NatsServer` with its own client port, route port, monitoring port
+    and store, and routes to every node (full mesh). :meth:`start` returns once every node's
+    ``/healthz`` says JetStream is current, so streams with ``num_replicas=size`` can be created
+    at once. Route ports are chosen free just before the start (nats-server needs them in every
+    node's routes before any node runs); should another process take one meanwhile, the start is
+    tried again on new ports. Nodes are addressed by index or name; :meth:`kill` and
+    :meth:`restart` keep a node's ports and store, so a restarted node rejoins and catches up.
+
+    Arguments:
+        size: how many nodes (3 tolerates the loss of one with ``num_replicas=3``).
+        name: the cluster's name and the prefix of the nodes' names.
+        jetstream, config_file, host, args, startup_timeout, shutdown_grace: as for every
+            node's :class:`NatsServer`.
+
+    Example::
+
+        with NatsCluster(size=3) as cluster:
+            transport = await NatsTransport.connect(cluster.urls)
+            cluster.kill(0)
+            cluster.restart(0)
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        name: str = "polyn",
+        jetstream: bool = True,
+        config_file: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        if size < 1:
+            raise ServerError(f"a cluster needs at least one node, got size={size}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise ServerError(f"a cluster name is letters, digits, '-' and '_', got {name!r}")
+        self.size = size
+        self.name = name
+        self.jetstream = jetstream
+        self.config_file = config_file
+        self.host = host
+        self.args = tuple(args)
+        self.startup_timeout = startup_timeout
+        self.shutdown_grace = shutdown_grace
+        self.servers: list[NatsServer] = []
+
+    # -- what a user reads ------------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        """The nodes' server names (JetStream's peer names), ``<name>-1`` first."""
+        return [f"{self.name}-{i}" for i in range(1, self.size + 1)]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's client URL: the server list to give a connection (``Config.servers``)."""
+        return [server.url for server in self._started()]
+
+    def __getitem__(self, node: int | str) -> NatsServer:
+        return self._node(node)
+
+    def __iter__(self) -> Iterator[NatsServer]:
+        return iter(self._started())
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        if not self.servers:
+            return f"<NatsCluster {self.name} size={self.size} stopped>"
+        up = sum(server.running for server in self.servers)
+        return f"<NatsCluster {self.name} {up}/{self.size} running {self.urls}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> NatsCluster:
+        """Start every node and wait until all report JetStream healthy; return ``self``."""
+        if any(server.running for server in self.servers):
+            raise ServerError(f"{self!r} is already running")
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            ports = _free_ports(self.host, self.size)
+            routes = tuple(f"nats://{self.host}:{port}" for port in ports)
+            self.servers = [
+                NatsServer(
+                    jetstream=self.jetstream,
+                    config_file=self.config_file,
+                    cluster=ClusterConfig(
+                        name=self.name, server_name=node, port=port, routes=routes
+                    ),
+                    host=self.host,
+                    args=self.args,
+                    startup_timeout=self.startup_timeout,
+                    shutdown_grace=self.shutdown_grace,
+                )
+                for node, port in zip(self.names, ports, strict=True)
+            ]
+            try:
+                for server in self.servers:
+                    server.start()
+                self.wait_healthy()
+                return self
+            except ServerError as exc:
+                self._close_servers()
+                if attempt < attempts and "address already in use" in str(exc):
+                    continue  # a route port was taken between choosing and binding it
+                raise
+            except BaseException:
+                self._close_servers()
+                raise
+        raise AssertionError("unreachable")
+
+    def wait_healthy(self, *nodes: int | str, timeout: float | None = None) -> None:
+        """Wait until the given nodes (default: every running node) report ``/healthz`` OK.
+
+        A restarted node is healthy once it has rejoined and caught up with the others.
+        Raises :class:`ServerError` with the unhealthy nodes' log tails after ``timeout``
+        (default ``startup_timeout``).
+        """
+        servers = [self._node(n) for n in nodes] if nodes else self._started()
+        servers = [server for server in servers if nodes or server.running]
+        deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
+        while True:
+            sick = [server for server in servers if not server.healthy()]
+            if not sick:
+                return
+            for server in sick:
+                if not server.running:
+                    raise ServerError(f"{server!r} is not running:\n{server.log_tail()}")
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"{server!r}:\n{server.log_tail()}" for server in sick)
+                raise ServerError(f"cluster nodes not healthy in time:\n{tails}")
+            time.sleep(0.05)
+
+    def kill(self, node: int | str) -> NatsServer:
+        """SIGKILL one node, as a crash would; its ports and store are kept. Returns it."""
+        server = self._node(node)
+        server.kill()
+        return server
+
+    def stop(self, node: int | str) -> NatsServer:
+        """Stop one node gracefully (it leaves the cluster in order). Returns it."""
+        server = self._node(node)
+        server.stop()
+        return server
+
+    def restart(self, node: int | str, *, wait: bool = True) -> NatsServer:
+        """Start one node again on its ports and store (stopping it first if it runs).
+
+        With ``wait`` (the default) it returns once the node has rejoined and is healthy.
+        """
+        server = self._node(node)
+        server.restart()
+        if wait:
+            self.wait_healthy(node)
+        return server
+
+    def close(self) -> None:
+        """Stop every node and remove their temporary folders."""
+        self._close_servers()
+
+    def __enter__(self) -> NatsCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> NatsCluster:
+        try:
+            return await trio.to_thread.run_sync(self.start)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.close)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.close)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _started(self) -> list[NatsServer]:
+        if not self.servers:
+            raise ServerError(f"{self!r} has not been started yet")
+        return self.servers
+
+    def _node(self, node: int | str) -> NatsServer:
+        servers = self._started()
+        if isinstance(node, str):
+            for server in servers:
+                if server.name == node:
+                    return server
+            raise ServerError(f"no node named {node!r} in {self!r}; nodes: {self.names}")
+        try:
+            return servers[node]
+        except IndexError:
+            raise ServerError(f"no node {node} in {self!r} (size {self.size})") from None
+
+    def _close_servers(self) -> None:
+        # Every node is closed even if closing one fails.
+        errors: list[BaseException] = []
+        for server in self.servers:
+            try:
+                server.close()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct ports free on ``host`` now (bound at once, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sockets.append(sock)
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _read_ports(ports_file: Path) -> dict[str, Any] | None:
     try:
         ports = json.loads(ports_file.read_text())
     except (OSError, ValueError):
         return None  # not written yet, or written half-way
-    urls = ports.get("nats") or []
-    if not urls:
+    if not isinstance(ports, dict) or not ports.get("nats"):
         return None
+    return ports
+
+
+def _port_of(ports: dict[str, Any], kind: str) -> int:
+    urls = ports.get(kind) or []
+    if not urls:
+        raise ServerError(f"nats-server reported no {kind} listener in its ports file: {ports}")
     return int(str(urls[0]).rsplit(":", 1)[1])
+
+
+def _healthz_ok(monitor_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/healthz", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError, ValueError):
+        return False  # 503 (not current yet), refused, or timed out
 
 
 def _accepts_clients(host: str, port: int) -> bool:
