@@ -988,24 +988,42 @@ class NatsTransport:
         async def start() -> Any:
             nonlocal ready
             kv = await self._kv(bucket)
+            # nats-py can announce the end of the initial contents before it delivered them
+            # (its ordered consumer sometimes starts with no pending count). The bucket's last
+            # sequence, read first, says when they are all in: the newest entry of the stream is
+            # always among the latest-per-key entries a watch starts with.
+            assert self._nc is not None
+            info = await self._nc.jetstream().stream_info(f"KV_{bucket}")
+            last_seq = info.state.last_seq or 0
             watcher = await kv.watchall()
             ready = asyncio.get_running_loop().create_future()
+            seen = 0
+            marker = False
 
             async def forward() -> None:
+                nonlocal seen, marker
                 assert ready is not None
                 try:
                     async for entry in watcher:
                         if entry is None:
+                            marker = True
                             if not ready.done():
-                                ready.set_result(None)
+                                if seen >= last_seq:
+                                    ready.set_result(None)
+                                else:  # the newest entry may have expired (a bucket's TTL)
+                                    loop = asyncio.get_running_loop()
+                                    loop.call_later(_KV_INITIAL_GRACE, _settle, ready)
                             continue
                         op = _KV_OPERATIONS.get(entry.operation or "PUT", "PUT")
                         value = entry.value if op == "PUT" else None
                         if not ready.done():
+                            seen = max(seen, entry.revision or 0)
                             if value is None:
                                 initial.pop(entry.key, None)
                             else:
                                 initial[entry.key] = value
+                            if marker and seen >= last_seq:
+                                ready.set_result(None)
                             continue
                         await inbox.put(KvEntry(bucket, entry.key, value, entry.revision or 0, op))
                 except asyncio.CancelledError:
@@ -1041,6 +1059,14 @@ class NatsTransport:
 
         inbox._on_close = stop
         return _KvWatchChannel(inbox, initial)
+
+
+_KV_INITIAL_GRACE = 1.0
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _required_name(config: Mapping[str, Any], field: str, what: str) -> str:

@@ -77,3 +77,27 @@ async def test_watch_of_an_empty_bucket_starts_empty(
         assert (await watch.receive()).value == b"v"
     await watch.aclose()
     await transport.kv_delete_bucket(bucket)
+
+
+async def test_initial_contents_are_complete_every_time(
+    transport: NatsTransport, names: Names
+) -> None:
+    """nats-py may announce the end of a watch's initial contents before delivering them; the
+    transport waits for the bucket's last sequence, so no read ever comes back short."""
+    bucket = names.bucket()
+    await transport.kv_create(bucket)
+    expected = {f"key{i}": f"value {i}".encode() for i in range(150)}
+    for key, value in expected.items():
+        await transport.kv_put(bucket, key, value)
+    await transport.kv_delete(bucket, "key0")
+    del expected["key0"]
+    try:
+        for _ in range(15):
+            assert await transport.kv_entries(bucket) == expected
+            watch = await transport.kv_watch(bucket)
+            try:
+                assert watch.initial == expected
+            finally:
+                await watch.aclose()
+    finally:
+        await transport.kv_delete_bucket(bucket)
