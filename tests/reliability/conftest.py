@@ -86,7 +86,7 @@ def figures_table(rows: Sequence[dict[str, Any]]) -> str:
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A dict the test fills with what it observed; recorded once the test has passed."""
+    """A dict the test fills with what it observed; recorded (and printed) after the test."""
     row: dict[str, Any] = {"scenario": request.node.name.removeprefix("test_")}
     begin = time.monotonic()
     yield row
@@ -122,8 +122,9 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> 
 class Service:
     """One test's config, stream, durable consumer and admin connection.
 
-    ``service.app(*consumers)`` builds the App a user would write: ``NatsConnection``,
-    ``SchemaStore`` (preloaded with the order schema), then the consumers.
+    ``service.app(*consumers)`` builds the App a user would write: ``NatsConnection`` (with its
+    default reconnection settings), ``SchemaStore`` (preloaded with the order schema), then the
+    consumers.
     """
 
     def __init__(self, admin: NatsTransport, url: str, names: Names, kind: str = "order") -> None:
@@ -157,7 +158,7 @@ class Service:
         preloaded = schemas if schemas is not None else {self.type: ORDER_SCHEMA}
         return App(
             self.config,
-            [NatsConnection(reconnect_time_wait=0.1), SchemaStore(schemas=preloaded), *children],
+            [NatsConnection(), SchemaStore(schemas=preloaded), *children],
             **options,
         )
 
