@@ -9,6 +9,9 @@ Fixtures:
   (``Config.load()``), or ``"POLYN_SCHEMAS"`` when no configuration loads.
 - ``polyn_schemas`` (session, synchronous): the schema bucket read **once** into plain data,
   ``{message name: JSON Schema dict}`` (empty when the bucket does not exist).
+- ``polyn_config`` (per test): the project's :class:`~polyn.Config` (``Config.load()``:
+  ``[tool.polyn]``, then ``POLYN_*`` variables) with ``servers`` pointed at ``nats_server``, for
+  the App under test. A project without ``[tool.polyn]`` overrides it in ``conftest.py``.
 - ``polyn_sandbox`` (per test, needs pytest-trio): a :class:`~polyn.testing.Sandbox` for the
   test: a :class:`~polyn.testing.MockNats` over a real connection to ``nats_server``, with the
   server's streams and consumers snapshotted at start. It registers pytest-trio's runner task,
@@ -32,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from polyn.config import Config
     from polyn.testing.sandbox import Sandbox
 
-__all__ = ["nats_server", "polyn_sandbox", "polyn_schema_bucket", "polyn_schemas"]
+__all__ = ["nats_server", "polyn_config", "polyn_sandbox", "polyn_schema_bucket", "polyn_schemas"]
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +64,30 @@ def polyn_schema_bucket() -> str:
         return Config.load().schema_store
     except ConfigError:
         return "POLYN_SCHEMAS"
+
+
+@pytest.fixture
+def polyn_config(nats_server: str) -> Config:
+    """The project's config for an App under test, pointed at ``nats_server``.
+
+    The App's ``NatsConnection`` connects there (sandboxed or not; in a sandbox no message goes
+    through it). Override it in your ``conftest.py`` when the project has no ``[tool.polyn]``::
+
+        @pytest.fixture
+        def polyn_config(nats_server):
+            return polyn.Config(domain="com.acme", source_root="orders", servers=[nats_server])
+    """
+    from polyn.config import Config
+    from polyn.errors import ConfigError
+
+    try:
+        return Config.load(servers=[nats_server])
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}\n(the polyn_config fixture loads the project's configuration; without one, "
+            "override polyn_config in your conftest.py and return a polyn.Config(domain=..., "
+            "source_root=..., servers=[nats_server]))"
+        ) from exc
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ Example (outside pytest; the fixture does the same)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -40,9 +41,17 @@ import attrs
 import trio
 
 from polyn.actors import ActorRef
+from polyn.app import App, Running
+from polyn.config import Config
 from polyn.errors import SandboxError
 from polyn.naming import subject_matches
-from polyn.nats import Message, NatsTransport, Transport, set_transport_override
+from polyn.nats import (
+    Message,
+    NatsConnection,
+    NatsTransport,
+    Transport,
+    set_transport_override,
+)
 from polyn.testing.mock_nats import MockNats, real_time
 
 __all__ = ["DEADLETTER_PREFIX", "Sandbox"]
@@ -97,6 +106,13 @@ def _no_mock_error(task: Task) -> SandboxError:
     )
 
 
+async def _stop_all_but_connections(running: Running) -> None:
+    """Stop the App's top-level children in reverse start order, its NatsConnections aside."""
+    for child in reversed(await running.tree.which_children()):
+        if child.ref is not None and not isinstance(child.spec, NatsConnection):
+            await running.tree.terminate_child(child.ref)
+
+
 def _hook(conn: object) -> Transport | None:
     if isinstance(conn, MockNats):
         return conn
@@ -130,9 +146,11 @@ class Sandbox:
     Create one with :meth:`start` (or the ``polyn_sandbox`` pytest fixture).
     """
 
-    def __init__(self, mock: MockNats, test_task: Task) -> None:
+    def __init__(self, mock: MockNats, test_task: Task, url: str | None = None) -> None:
         self.mock = mock
         self.test_task = test_task
+        self.url = url
+        """The URL of the real server the sandbox wraps (None for a mock without one)."""
 
     def __repr__(self) -> str:
         return f"<Sandbox of task {self.test_task.name!r} {self.mock!r}>"
@@ -233,6 +251,7 @@ class Sandbox:
         """
         task = test_task or trio.lowlevel.current_task()
         owned: NatsTransport | None = None
+        url = real if isinstance(real, str) else real.connected_url if real is not None else None
         if isinstance(real, str):
             with real_time():
                 owned = await NatsTransport.connect(real)
@@ -243,7 +262,7 @@ class Sandbox:
                 await mock.snapshot()
             Sandbox.setup_test(task, mock)
             try:
-                yield cls(mock, task)
+                yield cls(mock, task, url)
             finally:
                 Sandbox.teardown_test(task)
                 with trio.CancelScope(shield=True):
@@ -252,6 +271,66 @@ class Sandbox:
             if owned is not None:
                 with trio.CancelScope(shield=True), real_time():
                     await owned.close()
+
+    def config(self, config: Config | None = None, **fields: Any) -> Config:
+        """The :class:`~polyn.Config` for an App under test, its ``servers`` pointed at the
+        server this sandbox wraps.
+
+        ``config`` as given (``sandbox.config(polyn.Config(domain=..., source_root=...))``), or
+        else the project's own (``Config.load(**fields)``: ``[tool.polyn]`` of
+        ``pyproject.toml``, then ``POLYN_*`` variables, then ``fields``).
+
+        Why a server at all: the App's :class:`~polyn.NatsConnection` is the production child
+        and still connects (``running.health()`` reports on it), though no message goes
+        through it; the sandbox answers stream and consumer lookups from its own snapshot of
+        that same server.
+
+        Example::
+
+            app = polyn.App(polyn_sandbox.config(), [polyn.NatsConnection(), ...])
+        """
+        if self.url is None:
+            raise SandboxError(
+                "this sandbox wraps no real server, so there is no URL to point an App at"
+            )
+        if config is None:
+            return Config.load(**{**fields, "servers": [self.url]})
+        if fields:
+            config = attrs.evolve(config, **fields)
+        return attrs.evolve(config, servers=(self.url,))
+
+    @asynccontextmanager
+    async def run(self, app: App) -> AsyncIterator[Running]:
+        """``app.run()`` made for virtual time: ``async with sandbox.run(app) as running:``.
+
+        On a real clock it is ``app.run()``. On a ``trio.testing.MockClock`` with autojump, the
+        App's :class:`~polyn.NatsConnection` connecting and closing are calls into the real
+        server, which the autojump would take for idleness (jumping past their timeouts); so
+        this starts the App with the autojump paused, and on leaving stops every child except
+        the connections on virtual time first (consumers finish their pull requests, batchers
+        flush: no real time), then the connections with the autojump paused.
+
+        Example::
+
+            async with polyn_sandbox.run(App(config, [NatsConnection(), ...])) as running:
+                await polyn.pub(running, "order.placed.v1", {"n": 1}, ack=True)
+        """
+        manager = app.run()
+        with real_time():
+            running = await manager.__aenter__()
+        try:
+            yield running
+            await _stop_all_but_connections(running)
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # the tree still runs: stop it on virtual time too
+                with contextlib.suppress(Exception):
+                    await _stop_all_but_connections(running)
+            with real_time():
+                if await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                    return
+            raise
+        with real_time():
+            await manager.__aexit__(None, None, None)
 
     async def refresh(self) -> None:
         """Re-read the server's streams and consumers, after the test changed them some other

@@ -23,9 +23,8 @@ from polyn.event import Event
 from polyn.nats import Message, NatsConnection, NatsTransport, transport_for
 from polyn.publish import pub
 from polyn.schema_store import SchemaStore
+from polyn.subscriber import Subscriber
 from polyn.testing import Sandbox
-
-subscriber = pytest.importorskip("polyn.subscriber")
 
 SCHEMA = {
     "type": "object",
@@ -34,7 +33,7 @@ SCHEMA = {
 }
 
 
-class Greeter(subscriber.Subscriber):  # type: ignore[misc,name-defined]
+class Greeter(Subscriber):
     def __init__(self, received: trio.MemorySendChannel[Event], **options: Any) -> None:
         super().__init__(**options)
         self.received = received

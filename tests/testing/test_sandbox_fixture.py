@@ -8,13 +8,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 import trio
 import trio.testing
 from _support import Names
 
+from polyn.app import App
+from polyn.config import Config
 from polyn.errors import ActorError, NatsConnectionError
-from polyn.nats import NatsTransport, transport_for
+from polyn.nats import NatsConnection, NatsTransport, transport_for
+from polyn.schema_store import SchemaStore
 from polyn.testing import MockNats, Sandbox
 from polyn.testing.plugin import read_schemas
 
@@ -173,3 +177,48 @@ def test_the_plugin_imports_neither_pytest_trio_nor_hypothesis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_sandbox_config_points_an_app_at_the_sandbox_server(
+    polyn_sandbox: Sandbox, nats_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = Config(domain="com.test", source_root="orders")
+    assert polyn_sandbox.url == nats_server
+    assert polyn_sandbox.config(given) == attrs.evolve(given, servers=(nats_server,))
+    assert polyn_sandbox.config(given, source_root="billing").source_root == "billing"
+    monkeypatch.setenv("POLYN_DOMAIN", "com.loaded")
+    monkeypatch.setenv("POLYN_SOURCE_ROOT", "from.env")
+    loaded = polyn_sandbox.config()  # the project's own configuration
+    assert (loaded.domain, loaded.source_root, loaded.servers) == (
+        "com.loaded",
+        "from.env",
+        (nats_server,),
+    )
+
+
+@pytest.fixture
+def project_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLYN_DOMAIN", "com.project")
+    monkeypatch.setenv("POLYN_SOURCE_ROOT", "shop")
+
+
+def test_polyn_config_loads_the_project_config_pointed_at_the_test_server(
+    project_env: None, polyn_config: Config, nats_server: str
+) -> None:
+    assert (polyn_config.domain, polyn_config.source_root) == ("com.project", "shop")
+    assert polyn_config.servers == (nats_server,)
+
+
+async def test_sandbox_run_starts_and_stops_an_app_on_virtual_time_without_real_waits(
+    polyn_sandbox: Sandbox, autojump_clock: trio.testing.MockClock, names: Names
+) -> None:
+    config = polyn_sandbox.config(Config(domain="com.test", source_root="sandbox"))
+    app = App(config, [NatsConnection(), SchemaStore(schemas={})])
+    wall = time.monotonic()
+    async with polyn_sandbox.run(app) as running:
+        assert running.health()  # the connection really connected, with the autojump paused
+        await trio.sleep(3600)
+        assert transport_for(running) is polyn_sandbox.mock
+    assert running.whereis("nats") is None
+    assert time.monotonic() - wall < 5
+    assert autojump_clock.autojump_threshold == 0  # restored after the crossings
