@@ -60,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if here in item.path.parents:
             item.add_marker(pytest.mark.reliability)
             item.add_marker(pytest.mark.slow)
 
@@ -69,7 +69,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _FIGURES:
         return
     terminalreporter.section("Reliability figures")
-    for line in figures_table(_FIGURES).splitlines():
+    rows = sorted(_FIGURES, key=lambda row: str(row.get("scenario")))
+    for line in figures_table(rows).splitlines():
         terminalreporter.write_line(line)
 
 

@@ -162,7 +162,7 @@ async def test_failing_handlers_back_off_dead_letter_the_hopeless_and_lose_nothi
 # -- crash loop -----------------------------------------------------------------------------
 
 MAX_RESTARTS = 3
-INIT_TIME = 0.5
+INIT_TIME = 1.0  # leaves the test ample time to recreate the stream during a restart
 
 
 class Workers(Supervisor):

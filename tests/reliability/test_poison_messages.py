@@ -86,6 +86,7 @@ def poison_bodies(service: Service, max_payload: int) -> list[tuple[str, bytes, 
     i = 0
     while len(bodies) < POISON:
         kind = kinds[i % len(kinds)]
+        variant = i // len(kinds)
         i += 1
         if kind.startswith("random bytes"):
             body = i.to_bytes(4, "big") + rng.randbytes(rng.randint(1, 300))
@@ -96,13 +97,18 @@ def poison_bodies(service: Service, max_payload: int) -> list[tuple[str, bytes, 
                 b"[" * 100_000 + str(i).encode(),
                 service.body(service.event(i))[: -rng.randint(1, 40)],
                 b"\xff\xfe" + json.dumps({"i": i}).encode(),
-            ][i % 5]
+                b"",  # an empty body
+            ][variant % 6]
         elif kind == "JSON, not a CloudEvent":
             body = orjson.dumps(
-                [{"hello": i}, [i, "x"], f"string {i}", i, {"type": f"x{i}", "data": {}}][i % 5]
+                [{"hello": i}, [i, "x"], f"string {i}", i, {"type": f"x{i}", "data": {}}][
+                    variant % 5
+                ]
             )
         elif kind == "wrong types in data":
-            body = event_like(data=[{"n": str(i)}, {"n": 1.5 + i}, {"note": i}, [i], None][i % 5])
+            body = event_like(
+                data=[{"n": str(i)}, {"n": 1.5 + i}, {"note": i}, [i], None][variant % 5]
+            )
         else:
             body = event_like(type=f"{service.domain}.unknown{i}.placed.v1")
         bodies.append((kind, body, not kind.endswith("no Nats-Msg-Id")))
