@@ -827,6 +827,15 @@ class NatsTransport:
         self._check_open()
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
+        if not self.state.connected:
+            # During an outage the request would wait in the paused outbox and reach the
+            # server only after it, long after this fetch gave up; every such stale request
+            # then delivers a batch that no fetch waits for, beyond the caller's in-flight
+            # bound. So wait for the connection instead, and send nothing.
+            with trio.move_on_after(1.0 if no_wait or expires is None else expires):
+                while not self.state.connected and not self.closed:  # noqa: ASYNC110 (loop thread)
+                    await trio.sleep(0.05)
+            return []
         puller = self._pullers.get((stream, consumer))
         if puller is None:
             puller = await self._new_puller(stream, consumer)
