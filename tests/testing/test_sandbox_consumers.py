@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 from _support import Names
+from hypothesis import given, settings
 
 from polyn import naming
 from polyn.app import App, Running
@@ -367,3 +368,118 @@ async def test_request_and_reply_run_in_the_sandbox(
     assert [r["data"] for r in requests] == [{"n": 21}, {"n": -1}]
     (reply,) = [m for m in service.sandbox.published("_INBOX.>")]
     assert json.loads(reply.data)["data"] == {"n": 42}
+
+
+# -- the user-style property test ----------------------------------------------------------
+
+PROPERTY_CONFIG = Config(domain="com.test", source_root="sandbox.pipeline")
+PROPERTY_TYPE = Names().subject("pipeline.v1")  # unique to this run of the module
+PROPERTY_SCHEMAS = {PROPERTY_TYPE: {**ORDER_SCHEMA, "required": ["n"]}}
+
+
+def _mixes() -> Any:
+    from hypothesis import strategies as st
+
+    from polyn.testing.strategies import events, invalid_events
+
+    valid = events(PROPERTY_TYPE, PROPERTY_SCHEMAS, config=PROPERTY_CONFIG, encoded=True)
+    invalid = invalid_events(PROPERTY_TYPE, PROPERTY_SCHEMAS, config=PROPERTY_CONFIG)
+    return st.lists(st.tuples(st.booleans(), valid, invalid), min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def property_stream(nats_server: str) -> Iterator[str]:
+    """The stream and durable consumer of the property test, on the real server for the
+    module (each example's sandbox snapshots them; their contents are per sandbox)."""
+    stream = Names().stream("property")
+    consumer = naming.consumer_name(PROPERTY_TYPE, PROPERTY_CONFIG)
+
+    async def define(create: bool) -> None:
+        real = await NatsTransport.connect(nats_server)
+        try:
+            if create:
+                try:  # left over from an interrupted run on a NATS_URL server
+                    await real.delete_stream(stream)
+                except Exception:
+                    pass
+                await real.create_stream({"name": stream, "subjects": [PROPERTY_TYPE]})
+                config = {"durable_name": consumer, "ack_policy": "explicit", "ack_wait": 30}
+                await real.create_consumer(stream, config)
+            else:
+                await real.delete_stream(stream)
+        finally:
+            await real.close()
+
+    trio.run(define, True)
+    try:
+        yield stream
+    finally:
+        trio.run(define, False)
+
+
+class Collector(Pipeline):
+    """Counts every event that reaches a batch, by id."""
+
+    processors = {"default": {"concurrency": 4}}  # noqa: RUF012
+    batchers = {"db": {"batch_size": 3, "batch_timeout": 5.0}}  # noqa: RUF012
+
+    def __init__(self, handled: list[str], **options: Any) -> None:
+        super().__init__(**options)
+        self.handled = handled
+
+    async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
+        return message.put_batcher("db")
+
+    async def handle_batch(
+        self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
+    ) -> None:
+        self.handled.extend(m.event.id for m in messages)
+
+
+@pytest.fixture(scope="module")
+def examples_clock() -> trio.testing.MockClock:
+    """Virtual time for every Hypothesis example: pytest-trio runs each example in a trio run
+    of its own, on the clock among the test's fixtures (a ``run=`` marker is not used there),
+    and a module-scoped one passes Hypothesis's check on fixtures shared by examples."""
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(mix=_mixes())
+async def test_a_sandboxed_pipeline_handles_every_valid_event_once_and_dead_letters_the_rest(
+    nats_server: str,
+    property_stream: str,
+    examples_clock: trio.testing.MockClock,
+    mix: list[tuple[bool, bytes, bytes]],
+) -> None:
+    bodies = [good if ok else bad for ok, good, bad in mix]
+    valid_ids = sorted(json.loads(good)["id"] for ok, good, _ in mix if ok)
+    invalid = sorted(bad for ok, _, bad in mix if not ok)
+    # A sandbox per example (Sandbox.start), not per test (the polyn_sandbox fixture): each
+    # example starts from empty streams.
+    async with Sandbox.start(nats_server) as sandbox:
+        handled: list[str] = []
+        config = sandbox.config(PROPERTY_CONFIG)
+        app = App(
+            config,
+            [
+                NatsConnection(),
+                SchemaStore(schemas=PROPERTY_SCHEMAS),
+                Collector(handled, type=PROPERTY_TYPE),
+            ],
+        )
+        async with sandbox.run(app) as running:
+            for body in bodies:
+                await transport_for(running).js_publish(PROPERTY_TYPE, body)
+            await wait_until(
+                lambda: (
+                    len(handled) >= len(valid_ids)
+                    and len(sandbox.dead_letters(PROPERTY_TYPE)) >= len(invalid)
+                )
+            )
+            await trio.sleep(600)  # ten minutes more: ack_wait, backoff, batch timeouts pass
+            consumer = naming.consumer_name(PROPERTY_TYPE, PROPERTY_CONFIG)
+            info = await sandbox.mock.consumer_info(property_stream, consumer)
+        assert sorted(handled) == valid_ids
+        assert sorted(m.data for m in sandbox.dead_letters(PROPERTY_TYPE)) == invalid
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
