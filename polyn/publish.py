@@ -22,8 +22,10 @@ OpenTelemetry SDK is installed).
   timeout or a lost connection is retried (at most :data:`ACK_ATTEMPTS` attempts, backing off)
   with the **same** ``Nats-Msg-Id``, so the stream stores the event once even if an earlier
   attempt did arrive (the retry's ack then says ``duplicate=True``; the stream's duplicate
-  window, two minutes by default, bounds this). When no stream captures the subject it raises
-  :class:`~polyn.errors.StreamError`.
+  window, two minutes by default, bounds this). A stream that exists but has no leader for the
+  moment (a cluster electing a new one after losing a node: nats-server takes up to about ten
+  seconds) is waited for, up to :data:`LEADER_WAIT` seconds, before those attempts count. When no
+  stream captures the subject it raises :class:`~polyn.errors.StreamError`.
 
 Example::
 
@@ -60,14 +62,17 @@ from polyn.nats import Message, PayloadTooLargeError, PubAck
 if TYPE_CHECKING:
     from polyn._resolve import Conn
 
-__all__ = ["ACK_ATTEMPTS", "pub", "publish_event", "reply", "request"]
+__all__ = ["ACK_ATTEMPTS", "LEADER_WAIT", "pub", "publish_event", "reply", "request"]
 
 log = logging.getLogger("polyn.publish")
 
 ACK_ATTEMPTS: Final = 5
 """How many times ``pub(..., ack=True)`` tries a JetStream publish before giving up."""
+LEADER_WAIT: Final = 20.0
+"""How long ``pub(..., ack=True)`` waits for a stream that exists to answer again (a new leader)."""
 _ACK_TIMEOUT: Final = 5.0
 _BACKOFF: Final = (0.1, 0.25, 0.5, 1.0)
+_ELECTION_POLL: Final = 0.25
 
 _PLAIN = (dict, list, str, int, float, bool, type(None))
 
@@ -129,24 +134,38 @@ async def _js_publish(
     resolved: Resolved, subject: str, body: bytes, headers: dict[str, str]
 ) -> PubAck:
     transport = resolved.transport
-    for attempt in range(1, ACK_ATTEMPTS + 1):
+    attempt = 0
+    leaderless_until: float | None = None  # waiting out a leader election until then
+    while True:
+        attempt += 1
+        electing = False
         try:
             return await transport.js_publish(subject, body, headers=headers, timeout=_ACK_TIMEOUT)
         except StreamError as exc:
             if exc.code != 503:
                 raise
             # No responders: no stream captures the subject, or JetStream is not ready yet
-            # (a server that is starting up). Only the first is final.
+            # (a server that is starting up), or the stream has no leader for the moment (a
+            # cluster that lost the leader's node elects another). Only the first is final.
             try:
                 captured = bool(await transport.stream_names(subject))
+                known = True
             except (RequestTimeout, NatsConnectionError, StreamError):
-                captured = True  # cannot tell now: try again
+                captured, known = True, False  # cannot tell now: try again
             if not captured:
                 raise StreamError(
                     f"no JetStream stream captures the subject {subject!r}; create one "
                     "(a migration) or publish without ack=True",
                     code=503,
                 ) from None
+            if known:
+                # The stream exists but did not answer: its election does not use up attempts.
+                now = trio.current_time()
+                if leaderless_until is None:
+                    leaderless_until = now + LEADER_WAIT
+                if now < leaderless_until:
+                    attempt -= 1
+                    electing = True
             error: Exception = exc
         except (PermissionDeniedError, PayloadTooLargeError):
             raise
@@ -154,7 +173,7 @@ async def _js_publish(
             if getattr(transport, "closed", False):
                 raise
             error = exc
-        if attempt == ACK_ATTEMPTS:
+        if attempt >= ACK_ATTEMPTS:
             raise error
         log.info(
             "JetStream publish to %r failed (%s), retrying with the same Nats-Msg-Id %s",
@@ -162,8 +181,10 @@ async def _js_publish(
             error,
             headers.get("Nats-Msg-Id"),
         )
-        await trio.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
-    raise AssertionError("unreachable")
+        if electing:
+            await trio.sleep(_ELECTION_POLL)
+        else:
+            await trio.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
 
 
 async def pub(
