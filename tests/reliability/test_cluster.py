@@ -13,12 +13,13 @@ is killed with SIGKILL. Afterwards:
 - the killed node, restarted, rejoins and catches up.
 
 The fail-over times are measured from the SIGKILL: to the connection's reconnect, to the new
-stream leader, and to the first publish acknowledged after the kill (what a producer waits).
+stream leader, and the longest pause between two publish acknowledgements (what producers wait).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import urllib.request
@@ -301,11 +302,13 @@ async def test_stream_leader_killed_mid_run_loses_nothing_and_rejoins(
             await observer.close()
 
     kill = times["kill"]
-    first_ack_after = min(t for t, _ in acked if t > kill)
+    # Acks already on their way arrive just after the kill; the producers' stall is the longest
+    # pause between two acknowledgements from the kill on.
+    after = [kill, *sorted(t for t, _ in acked if t > kill)]
     failover = {
         "reconnect": round(times["reconnected"] - kill, 2),
         "leader": round(times["new_leader"] - kill, 2),
-        "first_ack": round(first_ack_after - kill, 2),
+        "stall": round(max(b - a for a, b in itertools.pairwise(after)), 2),
     }
     lost = sorted(set(range(EVENTS)) - set(stored))
     duplicates_stored = sum(count - 1 for count in stored.values())
@@ -318,7 +321,7 @@ async def test_stream_leader_killed_mid_run_loses_nothing_and_rejoins(
         duplicates_handled=sum(record.calls.values()) - len(record.calls),
         notes=(
             f"fail-over from SIGKILL: reconnect {failover['reconnect']} s, new stream leader "
-            f"{failover['leader']} s, first ack {failover['first_ack']} s; {PRODUCERS} "
+            f"{failover['leader']} s, longest publish stall {failover['stall']} s; {PRODUCERS} "
             f"producers, pub(ack=True), Pipeline consume; node rejoined "
             f"{round(rejoined_at - kill, 1)} s after the kill"
         ),
@@ -332,4 +335,4 @@ async def test_stream_leader_killed_mid_run_loses_nothing_and_rejoins(
     assert handled_while_down > 0  # the consumer went on with two nodes
     assert connected_to in {server.url for server in survivors}
     assert consumer.num_pending == 0 and consumer.num_ack_pending == 0
-    assert failover["first_ack"] < 15
+    assert failover["stall"] < 20
