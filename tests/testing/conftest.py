@@ -33,7 +33,10 @@ def run_on_virtual_time(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("transport") == VIRTUAL:
+        if callspec is not None and (
+            callspec.params.get("transport") == VIRTUAL
+            or callspec.params.get("harness") == "sandbox"  # test_sandbox_service.py
+        ):
             # Before pytest-trio's own trio marker, which runs on the real clock.
             item.add_marker(pytest.mark.trio(run=run_on_virtual_time), append=False)
 
