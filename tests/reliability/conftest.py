@@ -11,7 +11,9 @@ Select them with ``pytest tests/reliability`` or ``pytest -m reliability``.
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
 import os
 import resource
 import time
@@ -109,6 +111,36 @@ def rss_mb() -> float:
         return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
     except OSError:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class LogCounter(logging.Handler):
+    """Counts the records (WARNING and above) of some loggers, by level, and keeps none.
+
+    While it is installed (:func:`count_logs`) those loggers do not propagate: pytest's log
+    capture would otherwise keep every one of ten thousand records, with its traceback, in the
+    test report for the rest of the session.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.getMessage()  # the message is still rendered, as a real handler would
+        self.counts[(record.name, record.levelname)] += 1
+
+
+@pytest.fixture
+def count_logs(monkeypatch: pytest.MonkeyPatch) -> Callable[..., LogCounter]:
+    def install(*names: str) -> LogCounter:
+        counter = LogCounter()
+        for name in names:
+            logger = logging.getLogger(name)
+            monkeypatch.setattr(logger, "propagate", False)
+            monkeypatch.setattr(logger, "handlers", [counter])
+        return counter
+
+    return install
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import collections
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import trio
-from conftest import Service
+from conftest import LogCounter, Service
 from hypothesis import HealthCheck, Phase, given, settings
 
 from polyn.deadletter import PREFIX
@@ -133,8 +134,12 @@ class Counter(Pipeline):
 
 
 async def test_ten_thousand_poison_bodies_are_dead_lettered_and_valid_traffic_flows(
-    service: Service, fresh_server: NatsServer, figures: dict[str, Any]
+    service: Service,
+    fresh_server: NatsServer,
+    figures: dict[str, Any],
+    count_logs: Callable[..., LogCounter],
 ) -> None:
+    logs = count_logs("polyn.consumer", "polyn.deadletter")
     admin = service.admin
     await service.create(storage="memory")
     dead_stream = service.names.stream("deadletters")
@@ -234,6 +239,10 @@ async def test_ten_thousand_poison_bodies_are_dead_lettered_and_valid_traffic_fl
     )
 
     assert problems == []
+    # each one logged too: the consumer's warning and the dead letter's error
+    assert logs.counts[("polyn.consumer", "WARNING")] == POISON
+    assert logs.counts[("polyn.deadletter", "ERROR")] == POISON
+    assert sum(logs.counts.values()) == 2 * POISON
     assert len(dead) == POISON
     assert len(matched) == POISON and set(matched.values()) == {1}
     assert set(handled) == valid_ids
