@@ -239,15 +239,19 @@ async def test_a_crash_loop_escalates_through_supervisor_intensity_exactly_as_co
     app_run = service.app(workers, schemas=schemas, max_restarts=1, max_seconds=60).run()
     with pytest.raises(ActorError, match="maximum restart intensity") as gave_up:
         async with app_run as app:
+            producing = True
+            producer_done = trio.Event()
 
             async def produce() -> None:
+                # Stopped by a flag, not cancelled: a cancelled publish has an unknown outcome.
                 n = 0
-                while True:
+                while producing:
                     ack = await polyn.pub(app, service.type, {"n": n}, ack=True)
                     assert ack is not None
                     published.append(str(n))
                     n += 1
                     await trio.sleep(0.005)
+                producer_done.set()
 
             async def watch_health() -> None:
                 nonlocal health_false
@@ -270,6 +274,9 @@ async def test_a_crash_loop_escalates_through_supervisor_intensity_exactly_as_co
                     number += 1
                     observed.append((Workers.starts, Steady.starts, Fragile.starts, health_false))
                 await trio.sleep(0.5)
+                producing = False
+                with trio.fail_after(30):
+                    await producer_done.wait()
                 nursery.cancel_scope.cancel()
             total = len(published)
             await wait_until(lambda: len(steady_seen) >= total, timeout=20)
