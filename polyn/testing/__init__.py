@@ -5,10 +5,12 @@
   bucket *definitions* come from a real nats-server, as the Polyn protocol requires.
 - :class:`Sandbox`: the per-trio-run registry that maps each test's task (and the tasks beneath
   it, and tasks it allows) to its ``MockNats``, plugged into :func:`polyn.nats.transport_for`.
+  ``sandbox.config(...)`` points an App's config at the server the sandbox wraps, and
+  ``sandbox.run(app)`` runs the App (``app.run()``, safe on virtual time).
 - ``polyn.testing.plugin``: the pytest plugin (loaded through the ``pytest11`` entry point when
-  polyn is installed): fixtures ``nats_server``, ``polyn_schemas`` and ``polyn_sandbox``. It
-  never switches the sandbox on by itself: only a test that requests ``polyn_sandbox`` is
-  sandboxed.
+  polyn is installed): fixtures ``nats_server``, ``polyn_config``, ``polyn_schemas`` and
+  ``polyn_sandbox``. It never switches the sandbox on by itself: only a test that requests
+  ``polyn_sandbox`` is sandboxed.
 - :func:`real_time`: pause a ``trio.testing.MockClock``'s autojump around your own calls to a
   real server in a test that runs on virtual time (the sandbox does this for its own calls).
 - ``polyn.testing.strategies``: Hypothesis strategies for valid and invalid events (imported on

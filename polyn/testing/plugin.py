@@ -9,7 +9,7 @@ Fixtures:
   (``Config.load()``), or ``"POLYN_SCHEMAS"`` when no configuration loads.
 - ``polyn_schemas`` (session, synchronous): the schema bucket read **once** into plain data,
   ``{message name: JSON Schema dict}`` (empty when the bucket does not exist).
-- ``polyn_config`` (per test): the project's :class:`~polyn.Config` (``Config.load()``:
+- ``polyn_config`` (session): the project's :class:`~polyn.Config` (``Config.load()``:
   ``[tool.polyn]``, then ``POLYN_*`` variables) with ``servers`` pointed at ``nats_server``, for
   the App under test. A project without ``[tool.polyn]`` overrides it in ``conftest.py``.
 - ``polyn_sandbox`` (per test, needs pytest-trio): a :class:`~polyn.testing.Sandbox` for the
@@ -66,14 +66,15 @@ def polyn_schema_bucket() -> str:
         return "POLYN_SCHEMAS"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def polyn_config(nats_server: str) -> Config:
     """The project's config for an App under test, pointed at ``nats_server``.
 
     The App's ``NatsConnection`` connects there (sandboxed or not; in a sandbox no message goes
-    through it). Override it in your ``conftest.py`` when the project has no ``[tool.polyn]``::
+    through it). Session-scoped (a frozen value), so Hypothesis tests may use it. Override it in
+    your ``conftest.py`` when the project has no ``[tool.polyn]``::
 
-        @pytest.fixture
+        @pytest.fixture(scope="session")
         def polyn_config(nats_server):
             return polyn.Config(domain="com.acme", source_root="orders", servers=[nats_server])
     """

@@ -22,6 +22,10 @@ test is registered in the run, :func:`polyn.nats.transport_for` returns the call
 explicitly is used as given). With no test registered the hook is removed: the sandbox is never
 on by itself.
 
+A sandboxed App still starts its ``NatsConnection`` (so :meth:`Sandbox.config` points its
+``servers`` at the server the sandbox wraps), but nothing it publishes or consumes goes through
+that connection. Run it with :meth:`Sandbox.run` on virtual time.
+
 Example (outside pytest; the fixture does the same)::
 
     async with Sandbox.start(transport) as sandbox:

@@ -22,6 +22,9 @@ from polyn.testing.mock_nats import real_time
 
 VIRTUAL = "mock-virtual"
 
+# A user's project with a test suite of its own, run by test_readme_project.py.
+collect_ignore = ["user_project"]
+
 
 def run_on_virtual_time(
     fn: Callable[[], Any], *, clock: object = None, instruments: Any = ()

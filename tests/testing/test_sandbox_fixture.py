@@ -196,19 +196,6 @@ async def test_sandbox_config_points_an_app_at_the_sandbox_server(
     )
 
 
-@pytest.fixture
-def project_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYN_DOMAIN", "com.project")
-    monkeypatch.setenv("POLYN_SOURCE_ROOT", "shop")
-
-
-def test_polyn_config_loads_the_project_config_pointed_at_the_test_server(
-    project_env: None, polyn_config: Config, nats_server: str
-) -> None:
-    assert (polyn_config.domain, polyn_config.source_root) == ("com.project", "shop")
-    assert polyn_config.servers == (nats_server,)
-
-
 async def test_sandbox_run_starts_and_stops_an_app_on_virtual_time_without_real_waits(
     polyn_sandbox: Sandbox, autojump_clock: trio.testing.MockClock, names: Names
 ) -> None:
