@@ -55,7 +55,7 @@ class Waits:
 
 SERVICE = Waits(nak_delay=30.0, ack_wait=30.0, batch_timeout=5.0, fetch_expires=1.0)
 """The service's own timings (what the sandbox always runs, on virtual time)."""
-SMALL = Waits(nak_delay=0.3, ack_wait=0.5, batch_timeout=0.2, fetch_expires=0.2)
+SMALL = Waits(nak_delay=0.3, ack_wait=1.0, batch_timeout=0.2, fetch_expires=0.2)
 """Scaled down for the real-server variant in CI."""
 
 
