@@ -83,9 +83,15 @@ async def find_stream(transport: Transport, event_type: str, stream_name: str | 
 
 
 async def check_consumer(transport: Transport, stream: str, consumer: str) -> ConsumerInfo:
-    """The consumer's info; the protocol's error when it does not exist."""
+    """The consumer's info; the protocol's error when it does not exist.
+
+    A consumer that does not take an acknowledgement per message (``ack_policy`` ``none`` or
+    ``all``) is refused: with it, naks, terms and redelivery silently do nothing (``none`` is
+    the server's default when a migration leaves ``ack_policy`` out), or one ack settles
+    messages still being handled (``all``).
+    """
     try:
-        return await transport.consumer_info(stream, consumer)
+        info = await transport.consumer_info(stream, consumer)
     except JetStreamError as exc:
         if exc.err_code == 10014 or (exc.code == 404 and exc.err_code != 10059):
             raise ConsumerError(
@@ -94,6 +100,14 @@ async def check_consumer(transport: Transport, stream: str, consumer: str) -> Co
                 "migration and run `polyn migrate`)"
             ) from exc
         raise
+    policy = str(info.config.get("ack_policy") or "none").lower()
+    if policy != "explicit":
+        raise ConsumerError(
+            f"Consumer {consumer} on stream {stream} has ack_policy {policy!r}; Polyn consumers "
+            "acknowledge every message: create it with ack_policy='explicit' (in its "
+            "create_consumer migration)"
+        )
+    return info
 
 
 def delivery_count(msg: Message) -> int:

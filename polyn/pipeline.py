@@ -245,6 +245,15 @@ class Pipeline(Actor):
         if limit is None:
             limit = self.fetch_batch + self._concurrency
             limit += sum(b.batch_size * (b.concurrency + 1) for b in self._batcher_specs.values())
+        ack_wait = float(info.config.get("ack_wait") or 30.0)
+        for spec in self._batcher_specs.values():
+            if spec.batch_timeout >= ack_wait:
+                raise ConsumerError(
+                    f"batcher {spec.name!r} of {type(self).__name__} waits up to "
+                    f"{spec.batch_timeout} s for a batch, but consumer {self.consumer_name} "
+                    f"redelivers unacknowledged messages after its ack_wait of {ack_wait} s: "
+                    "make batch_timeout shorter than ack_wait"
+                )
         max_ack_pending = int(info.config.get("max_ack_pending") or 0)
         if max_ack_pending > 0:
             limit = min(limit, max_ack_pending)

@@ -198,3 +198,18 @@ async def test_graceful_stop_finishes_in_flight_work_and_loses_nothing(setup: Se
         )
         await wait_until_settled(setup)
     assert set(stored).isdisjoint(again["stored"])
+
+
+async def test_a_batch_timeout_longer_than_ack_wait_is_refused_at_start(setup: Setup) -> None:
+    """Messages a batcher holds past ack_wait would be redelivered into a second batch."""
+    import pytest
+
+    from polyn.errors import ActorError, ConsumerError
+
+    await setup.create(ack_wait=2)
+    slow = {"db": {"batch_size": 10, "batch_timeout": 5.0, "concurrency": 1}}
+    with pytest.raises(ActorError) as failed:
+        async with setup.tree(Ledger({}, type=setup.type, batchers=slow)):
+            pass
+    assert isinstance(failed.value.__cause__, ConsumerError)
+    assert "make batch_timeout shorter than ack_wait" in str(failed.value.__cause__)

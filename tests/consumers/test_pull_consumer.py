@@ -221,3 +221,16 @@ async def test_stopping_naks_the_prefetched_events_and_loses_none(setup: Setup) 
         # well within the consumer's 30 s ack_wait: the prefetched events were given back
         await wait_until(lambda: len(handled | {n for n, _ in seen_again}) == 20, timeout=10)
     assert handled.isdisjoint({n for n, _ in seen_again})
+
+
+async def test_a_consumer_without_explicit_acks_is_refused_at_start(setup: Setup) -> None:
+    """The server's default ack_policy is "none": naks and redelivery would silently do
+    nothing, so the consumer refuses to start and says how to fix the migration."""
+    await setup.transport.create_stream({"name": setup.stream, "subjects": [setup.type]})
+    await setup.transport.create_consumer(setup.stream, {"durable_name": setup.consumer})
+    with pytest.raises(ActorError) as failed:
+        async with setup.tree(Recorder([], type=setup.type)):
+            pass
+    cause = failed.value.__cause__
+    assert isinstance(cause, ConsumerError)
+    assert "ack_policy 'none'" in str(cause) and "ack_policy='explicit'" in str(cause)
