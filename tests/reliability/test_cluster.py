@@ -31,7 +31,7 @@ import pytest
 import trio
 from _cluster_support import ORDER_SCHEMA, run_cli, write_project
 from _support import Names
-from conftest import wait_until
+from reliability_support import wait_until
 
 import polyn
 from polyn.app import App

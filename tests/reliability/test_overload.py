@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 import trio
-from conftest import Service, rss_mb, wait_until
+from reliability_support import Service, rss_mb, wait_until
 
 import polyn
 from polyn.errors import PolynError

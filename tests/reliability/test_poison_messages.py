@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 import trio
-from conftest import LogCounter, Service
 from hypothesis import HealthCheck, Phase, given, settings
+from reliability_support import LogCounter, Service
 
 from polyn.deadletter import PREFIX
 from polyn.pipeline import Pipeline, PipelineMessage

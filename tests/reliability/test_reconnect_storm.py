@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import ORDER_SCHEMA, Service, wait_until
+from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 import polyn
 from polyn.event import Event
