@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import itertools
 import json
@@ -299,6 +300,8 @@ class NatsTransport:
         self._close_reason: str | None = None
         self._denied: dict[str, str] = {}  # subject -> server's permission error text
         self._kv_cache: dict[str, Any] = {}
+        # Set when a TLS handshake fails during the first connect; bound to the loop on first use.
+        self._tls_refused = asyncio.Event()
         self._max_payload = 1024 * 1024
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -332,8 +335,9 @@ class NatsTransport:
         reconnect_attempts = options.pop("max_reconnect_attempts", -1)
         options["max_reconnect_attempts"] = options.pop("connect_attempts", 2)
         nc = Client()
-        try:
-            await nc.connect(
+        servers = ", ".join(redact_url(s) for s in self._servers)
+        connecting = asyncio.ensure_future(
+            nc.connect(
                 servers=self._servers,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
@@ -341,10 +345,27 @@ class NatsTransport:
                 closed_cb=self._on_closed,
                 **options,
             )
-        except (TimeoutError, nats.errors.Error, OSError) as exc:
-            await nc.close()
-            servers = ", ".join(redact_url(s) for s in self._servers)
+        )
+        refused = asyncio.ensure_future(self._tls_refused.wait())
+        try:
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refused.cancel()
+            if not connecting.done():
+                # A failed TLS handshake (wrong CA, no client certificate) will not succeed on
+                # the next attempt, and nats-py 2.x never returns from connect after one: it
+                # waits forever for the broken socket to close (nats-io/nats.py#718).
+                connecting.cancel()
+        try:
+            await connecting
+        except (TimeoutError, nats.errors.Error, OSError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not self._tls_refused.is_set():
+                raise  # the caller was cancelled
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(nc.close(), 2)
             reason = self.state.last_error or f"{type(exc).__name__} {exc}".strip()
+            if self._tls_refused.is_set():
+                reason = f"TLS handshake failed: {reason}"
             raise NatsConnectionError(f"could not connect to NATS at {servers}: {reason}") from None
         nc.options["max_reconnect_attempts"] = reconnect_attempts
         self._nc = nc
@@ -416,6 +437,8 @@ class NatsTransport:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc)
         self.state.last_error = text or type(exc).__name__
+        if isinstance(exc, ssl.SSLError) and self._nc is None:
+            self._tls_refused.set()  # during the first connect: see _connect
         match = _PERMISSION_RE.search(text)
         if match:
             subject = match.group(2)
