@@ -43,6 +43,7 @@ from nats.js.api import KeyValueConfig
 
 from polyn.errors import (
     BucketNotFoundError,
+    ConfigError,
     ConsumerError,
     JetStreamError,
     NamingError,
@@ -1124,10 +1125,27 @@ def _url_of(nc: Client) -> str | None:
 def build_tls_context(
     ca_file: str | None, cert_file: str | None, key_file: str | None
 ) -> ssl.SSLContext | None:
-    """An SSL context for nats-py from file paths, or ``None`` when no TLS file is given."""
+    """An SSL context for nats-py from file paths, or ``None`` when no TLS file is given.
+
+    Raises :class:`~polyn.errors.ConfigError` naming the file when one cannot be read or is not
+    a PEM certificate or key.
+    """
     if not (ca_file or cert_file):
         return None
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the TLS CA file {ca_file!r}: {_reason(exc)}") from None
     if cert_file:
-        context.load_cert_chain(cert_file, key_file)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot use the TLS client certificate {cert_file!r} with key {key_file!r}: "
+                f"{_reason(exc)}"
+            ) from None
     return context
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
