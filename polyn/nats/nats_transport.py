@@ -301,8 +301,10 @@ class NatsTransport:
         self._close_reason: str | None = None
         self._denied: dict[str, str] = {}  # subject -> server's permission error text
         self._kv_cache: dict[str, Any] = {}
-        # Set when a TLS handshake fails during the first connect; bound to the loop on first use.
-        self._tls_refused = asyncio.Event()
+        # Set when the server refuses us during the first connect (TLS handshake, credentials):
+        # trying again cannot help. Bound to the loop on first use.
+        self._refused = asyncio.Event()
+        self._refusal: str | None = None
         self._max_payload = 1024 * 1024
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -347,26 +349,26 @@ class NatsTransport:
                 **options,
             )
         )
-        refused = asyncio.ensure_future(self._tls_refused.wait())
+        refused = asyncio.ensure_future(self._refused.wait())
         try:
             await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             refused.cancel()
             if not connecting.done():
-                # A failed TLS handshake (wrong CA, no client certificate) will not succeed on
-                # the next attempt, and nats-py 2.x never returns from connect after one: it
-                # waits forever for the broken socket to close (nats-io/nats.py#718).
+                # Refused: wrong credentials or a failed TLS handshake (wrong CA, no client
+                # certificate) will not succeed on the next attempt; and nats-py 2.x never
+                # returns from connect after a failed handshake: it waits forever for the
+                # broken socket to close (nats-io/nats.py#718).
                 connecting.cancel()
         try:
             await connecting
         except (TimeoutError, nats.errors.Error, OSError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not self._tls_refused.is_set():
+            if isinstance(exc, asyncio.CancelledError) and not self._refused.is_set():
                 raise  # the caller was cancelled
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(nc.close(), 2)
-            reason = self.state.last_error or f"{type(exc).__name__} {exc}".strip()
-            if self._tls_refused.is_set():
-                reason = f"TLS handshake failed: {reason}"
+            # The refusal, not the connection reset that follows it, is what the user must see.
+            reason = self._refusal or self.state.last_error or f"{type(exc).__name__} {exc}".strip()
             raise NatsConnectionError(f"could not connect to NATS at {servers}: {reason}") from None
         nc.options["max_reconnect_attempts"] = reconnect_attempts
         self._nc = nc
@@ -438,8 +440,15 @@ class NatsTransport:
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc)
         self.state.last_error = text or type(exc).__name__
-        if isinstance(exc, ssl.SSLError) and self._nc is None:
-            self._tls_refused.set()  # during the first connect: see _connect
+        if self._nc is None and self._refusal is None:  # during the first connect
+            if isinstance(exc, ssl.SSLError):
+                self._refusal = f"TLS handshake failed: {self.state.last_error}"
+            elif isinstance(exc, nats.errors.AuthorizationError) or (
+                "authorization violation" in text.lower()
+            ):
+                self._refusal = f"the server refused the credentials: {self.state.last_error}"
+            if self._refusal is not None:
+                self._refused.set()
         match = _PERMISSION_RE.search(text)
         if match:
             subject = match.group(2)
