@@ -66,7 +66,10 @@ T = TypeVar("T")
 
 _STREAM_DURATIONS = ("max_age", "duplicate_window", "subject_delete_marker_ttl")
 _CONSUMER_DURATIONS = ("ack_wait", "idle_heartbeat", "inactive_threshold", "max_expires")
-_PERMISSION_RE = re.compile(r"Permissions Violation for (Publish|Subscription) to \"?([^\"\s]+)")
+# nats-server says "Permissions Violation for Publish to ..."; nats-py 2.x lowercases it.
+_PERMISSION_RE = re.compile(
+    r"Permissions Violation for (Publish|Subscription) to \"?([^\"\s]+)", re.IGNORECASE
+)
 _BAD_SUBJECT_CHARS = re.compile(r"[\s]")
 _KV_OPERATIONS: dict[str, Literal["PUT", "DEL", "PURGE"]] = {
     "PUT": "PUT",
@@ -459,10 +462,17 @@ class NatsTransport:
             log.warning("slow consumer, messages dropped on %s", getattr(exc, "subject", "?"))
 
     def _record_denied(self, subject: str, text: str) -> None:  # trio thread
+        # nats-py 2.x lowercases the server's whole error text, subject included, so subjects
+        # are compared in lower case (a subject differing only in case would be refused too).
+        subject = subject.lower()
         self._denied[subject] = text
         error = PermissionDeniedError(f"the NATS server refused access to {subject!r}: {text}")
         for token, entry in list(self._replies.items()):
-            if isinstance(entry, Waiter) and entry.tag == subject:
+            if (
+                isinstance(entry, Waiter)
+                and isinstance(entry.tag, str)
+                and (entry.tag.lower() == subject)
+            ):
                 self._replies.pop(token, None)
                 entry._set(outcome.Error(error))
 
@@ -546,7 +556,7 @@ class NatsTransport:
     ) -> dict[str, str] | None:
         self._check_open()
         _check_subject(subject)
-        denied = self._denied.get(subject)
+        denied = self._denied.get(subject.lower()) if self._denied else None
         if denied is not None:
             raise PermissionDeniedError(
                 f"the NATS server refused publishing to {subject!r}: {denied}"
@@ -936,13 +946,30 @@ class NatsTransport:
             self._kv_cache[bucket] = kv
         return kv
 
+    def _bucket_denied(self, bucket: str, error: PolynError) -> PolynError:
+        """``error``, or why: the server refused a subject of the bucket meanwhile.
+
+        Key-value operations run inside nats-py, which waits out its timeout when the server
+        refuses one of its requests; the refusal itself arrives as an asynchronous error.
+        """
+        stream, prefix = f".kv_{bucket}".lower(), f"$kv.{bucket}.".lower()
+        for subject, text in self._denied.items():
+            if stream in subject or subject.startswith(prefix):
+                return PermissionDeniedError(
+                    f"the NATS server refused access to the key-value bucket {bucket!r}: {text}"
+                )
+        return error
+
     async def _run_kv(self, fn: Callable[[Any], Awaitable[T]], bucket: str) -> T:
         self._check_open()
 
         async def op() -> T:
             return await fn(await self._kv(bucket))
 
-        return await self._bridge.run(op, translate)
+        try:
+            return await self._bridge.run(op, translate)
+        except RequestTimeout as exc:
+            raise self._bucket_denied(bucket, exc) from exc
 
     async def kv_create(
         self,
@@ -971,7 +998,10 @@ class NatsTransport:
                 if getattr(exc, "err_code", None) != 10058:  # created meanwhile by someone else
                     raise
 
-        await self._bridge.run(create, translate)
+        try:
+            await self._bridge.run(create, translate)
+        except RequestTimeout as exc:
+            raise self._bucket_denied(bucket, exc) from exc
 
     async def kv_delete_bucket(self, bucket: str) -> None:
         self._check_open()
@@ -1081,7 +1111,10 @@ class NatsTransport:
             await ready
             return watcher, task
 
-        watcher, task = await self._bridge.run(start, translate)
+        try:
+            watcher, task = await self._bridge.run(start, translate)
+        except RequestTimeout as exc:
+            raise self._bucket_denied(bucket, exc) from exc
 
         async def stop() -> None:
             if not self._bridge.alive:
