@@ -25,7 +25,12 @@ import trio
 
 from polyn.actors import Actor, ActorRef, current_tree
 from polyn.errors import ActorError, NatsConnectionError
-from polyn.nats.nats_transport import ConnectionState, NatsTransport, build_tls_context
+from polyn.nats.nats_transport import (
+    ConnectionState,
+    NatsTransport,
+    build_tls_context,
+    redact_url,
+)
 from polyn.nats.transport import Transport
 
 __all__ = [
@@ -101,6 +106,19 @@ def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Tr
     return transport  # type: ignore[no-any-return]
 
 
+_SECRET_OPTIONS = frozenset({"password", "token", "nkeys_seed", "signature_cb", "user_jwt_cb"})
+
+
+def _hidden(key: str, value: object) -> str:
+    if key in _SECRET_OPTIONS and value is not None:
+        return "'***'"
+    if isinstance(value, str):
+        return repr(redact_url(value))
+    if isinstance(value, list | tuple):
+        return repr(type(value)(redact_url(v) if isinstance(v, str) else v for v in value))
+    return repr(value)
+
+
 class NatsConnection(Actor):
     """The actor that owns the connection to NATS (the seed's ``Gnat.ConnectionSupervisor``).
 
@@ -153,6 +171,14 @@ class NatsConnection(Actor):
                 options["tls"] = tls
         options.update(self.options)
         return servers or ["nats://127.0.0.1:4222"], options
+
+    def __repr__(self) -> str:
+        # The spec's arguments may carry secrets (``password=``, ``token=``, ``nkeys_seed=``, a
+        # password in a server URL): shown hidden, as Config shows them.
+        args, kwargs = self._polyn_spec
+        shown = [_hidden("servers", arg) for arg in args]
+        shown += [f"{key}={_hidden(key, value)}" for key, value in kwargs.items()]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def state(self) -> ConnectionState:
