@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _support import Names
 from hypothesis import HealthCheck, settings
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 
 from polyn.server import NatsServer
 
@@ -61,23 +63,57 @@ def names() -> Names:
     return Names()
 
 
+class _TestSpans(InMemorySpanExporter):
+    """The session's span exporter: keeps spans only while a test asks for them."""
+
+    active = False
+
+    def export(self, spans: Any) -> Any:
+        if not self.active:
+            return SpanExportResult.SUCCESS
+        return super().export(spans)
+
+
+class _WhileTesting(Sampler):
+    """Records spans only while a ``spans`` test runs: later tests (100k-event scenarios) pay
+    neither the spans' memory nor their time."""
+
+    def __init__(self, exporter: _TestSpans) -> None:
+        self.exporter = exporter
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        sampler = ALWAYS_ON if self.exporter.active else ALWAYS_OFF
+        return sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "polyn test spans"
+
+
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
+def spans() -> Iterator[InMemorySpanExporter]:
     """Finished spans of this test, with an OpenTelemetry SDK installed for the session.
 
     The global tracer provider can be set once per process: the first test that asks installs
     an SDK provider (or reuses one already there) with one in-memory exporter, cleared for each
-    test. Tracing stays on for the rest of the session, as it would in a traced service.
+    test. Spans are recorded only while such a test runs.
     """
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
+        exporter = _TestSpans()
+        trace.set_tracer_provider(TracerProvider(sampler=_WhileTesting(exporter)))
         provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
+        assert isinstance(provider, TracerProvider)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider._polyn_test_exporter = exporter  # type: ignore[attr-defined]
     exporter = getattr(provider, "_polyn_test_exporter", None)
-    if exporter is None:
-        exporter = InMemorySpanExporter()
+    if exporter is None:  # someone else's provider: add ours to it
+        exporter = _TestSpans()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         provider._polyn_test_exporter = exporter  # type: ignore[attr-defined]
     exporter.clear()
-    return exporter
+    exporter.active = True
+    try:
+        yield exporter
+    finally:
+        exporter.active = False
+        exporter.clear()

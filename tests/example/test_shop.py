@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from examples.shop.demo import (
     INVALID_AFTER,
@@ -24,7 +25,6 @@ from examples.shop.demo import (
     DeadLetters,
     Expected,
     first_order_trace,
-    install_tracing,
     invalid_body,
     order_data,
     place_orders,
@@ -138,9 +138,9 @@ async def test_the_trace_of_an_order_holds_its_stock_request_and_reply(
     shop_server: str,
     polyn_schemas: dict[str, Any],
     autojump_clock: trio.testing.MockClock,
+    spans: InMemorySpanExporter,
 ) -> None:
-    exporter = install_tracing()
-    assert exporter is not None, "the dev extra installs the OpenTelemetry SDK"
+    exporter = spans  # the session's SDK (install_tracing does the same in the demo's process)
     async with shop(shop_server, polyn_schemas) as s:
         oid, customer, items = ORDERS[0]
         await pub(s.running, ORDER_PLACED, order_data(oid, customer, items), ack=True)
