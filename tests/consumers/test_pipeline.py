@@ -121,17 +121,32 @@ async def test_in_flight_messages_never_exceed_the_bound(setup: Setup) -> None:
             active -= 1
             return message
 
+    in_flight: list[int] = []
     async with setup.tree(
-        Slow(type=setup.type, processors={"default": {"concurrency": 3}}, max_in_flight=8)
-    ):
+        Slow(
+            type=setup.type,
+            processors={"default": {"concurrency": 3}},
+            max_in_flight=8,
+            name="slow",
+        )
+    ) as tree:
+        pipeline = tree.ref("slow").running_actor()
+        assert isinstance(pipeline, Slow)
         while len(seen) < 60:
+            in_flight.append(pipeline.in_flight)
             ack_pending.append((await setup.consumer_state())["num_ack_pending"])
             await trio.sleep(0.01)
         await wait_until_settled(setup)
     assert sorted(seen) == list(range(60))
     assert most == 3
-    assert max(ack_pending) <= 8
-    assert max(ack_pending) >= 4  # it did pipeline fetches ahead of the processors
+    # fetched and not yet settled, as the pipeline counts: never above the bound
+    assert max(in_flight) <= 8
+    assert max(in_flight) >= 4  # it did pipeline fetches ahead of the processors
+    # the server counts a message settled once it has processed its ack, and JetStream queues
+    # acks and pull requests separately: acks sent before a pull request may still be pending
+    # when the pull is served (observed: up to 3, one per processor); the test allows a bound's
+    # worth of acks in transit
+    assert max(ack_pending) <= 2 * 8
 
 
 async def test_a_failing_batch_is_redelivered_and_fail_term_dead_letters(setup: Setup) -> None:
