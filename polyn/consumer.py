@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
+from opentelemetry.trace import Span
 
+from polyn import codec, naming, tracing
+from polyn._resolve import Resolved, resolve, schemas_for
+from polyn.actors import Actor
 from polyn.deadletter import dead_letter
-from polyn.errors import ConsumerError, JetStreamError, StreamError
+from polyn.errors import ConsumerError, JetStreamError, StreamError, ValidationError
+from polyn.event import Event
 from polyn.nats import ConsumerInfo, Message, Transport
 
 __all__ = [
     "Ack",
+    "JetStreamConsumer",
     "Nak",
     "apply",
     "backoff",
@@ -205,3 +211,80 @@ async def fetch_some(
             return []
         raise
     return messages
+
+
+class JetStreamConsumer(Actor):
+    """What :class:`~polyn.PullConsumer` and :class:`~polyn.Pipeline` share: their options,
+    the start-up checks of stream and consumer, decoding in a receive span, and stopping.
+
+    Options, as class attributes or keyword arguments: ``type``, ``source``, ``stream_name``,
+    ``store``, ``connection``, ``max_failures``, ``fetch_expires``; subclasses add theirs to
+    ``_OPTIONS``. After :meth:`_attach`, ``consumer_name`` and ``stream`` name what it reads.
+    """
+
+    type: str | None = None
+    source: str | None = None
+    stream_name: str | None = None
+    store: str | None = None
+    connection: str = "nats"
+    max_failures: int = DEFAULT_MAX_FAILURES
+    fetch_expires: float = 1.0
+
+    _OPTIONS: ClassVar[tuple[str, ...]] = (
+        "type",
+        "source",
+        "stream_name",
+        "store",
+        "connection",
+        "max_failures",
+        "fetch_expires",
+    )
+
+    def __init__(self, **options: Any) -> None:
+        for key in self._OPTIONS:
+            if key in options:
+                setattr(self, key, options.pop(key))
+        super().__init__(**options)
+        if not self.type:
+            raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
+        if self.max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, not {self.max_failures!r}")
+        self.consumer_name = ""
+        self.stream = ""
+        self._stopping = False
+        self._stopped = trio.Event()  # set by the subclass's loop when it has finished
+        self._resolved: Resolved | None = None
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested: no more fetching; work in hand finishes."""
+        return self._stopping
+
+    async def _attach(self) -> ConsumerInfo:
+        """Resolve the connection, find the stream and check the durable consumer."""
+        assert self.type is not None
+        resolved = self._resolved = resolve(self.connection)
+        config = resolved.config
+        self.consumer_name = naming.consumer_name(self.type, config, self.source)
+        subject = naming.trim_domain_prefix(self.type, config.domain)
+        self.stream = await find_stream(resolved.transport, subject, self.stream_name)
+        return await check_consumer(resolved.transport, self.stream, self.consumer_name)
+
+    async def terminate(self, reason: object) -> None:
+        # Let the work in hand finish and the pull request in flight end by itself.
+        self._stopping = True
+        if self._resolved is not None:
+            await self._stopped.wait()
+
+    async def _decode(self, msg: Message, span: Span) -> Event | None:
+        """``msg``'s event, validated; None when it is invalid (it is then dead-lettered and
+        terminated, and the error recorded on ``span``)."""
+        resolved = self._resolved
+        assert resolved is not None
+        try:
+            event = codec.decode(msg.data, schemas_for(resolved, self.store), resolved.config)
+        except ValidationError as exc:
+            tracing.record_error(span, exc)
+            await settle_invalid(resolved.transport, msg, exc, self.consumer_name)
+            return None
+        tracing.set_receive_attributes(span, event, msg, resolved.transport)
+        return event

@@ -60,38 +60,15 @@ from typing import Any, Self
 import attrs
 import trio
 
-from polyn import codec, naming, tracing
-from polyn._resolve import Resolved, resolve, schemas_for
-from polyn.actors import Actor
-from polyn.consumer import (
-    DEFAULT_MAX_FAILURES,
-    check_consumer,
-    fetch_some,
-    find_stream,
-    settle_failure,
-    settle_invalid,
-)
-from polyn.errors import ConsumerError, PolynError, ValidationError
+from polyn import tracing
+from polyn.consumer import JetStreamConsumer, fetch_some, settle_failure
+from polyn.errors import ConsumerError, PolynError
 from polyn.event import Event
 from polyn.nats import Message
 
 __all__ = ["BatchInfo", "MessageFailed", "Pipeline", "PipelineMessage"]
 
 log = logging.getLogger("polyn.consumer")
-
-_PIPELINE_OPTIONS = (
-    "type",
-    "source",
-    "stream_name",
-    "store",
-    "connection",
-    "max_failures",
-    "processors",
-    "batchers",
-    "fetch_batch",
-    "fetch_expires",
-    "max_in_flight",
-)
 
 
 class MessageFailed(PolynError):
@@ -164,29 +141,25 @@ def _batchers(spec: dict[str, dict[str, Any]]) -> dict[str, _Batcher]:
     return out
 
 
-class Pipeline(Actor):
+class Pipeline(JetStreamConsumer):
     """A batching, concurrent consumer of one event type (see the module doc)."""
 
-    type: str | None = None
-    source: str | None = None
-    stream_name: str | None = None
-    store: str | None = None
-    connection: str = "nats"
-    max_failures: int = DEFAULT_MAX_FAILURES
     processors: dict[str, dict[str, Any]] = {"default": {"concurrency": 10}}  # noqa: RUF012
     batchers: dict[str, dict[str, Any]] = {}  # noqa: RUF012
     fetch_batch: int = 100
-    fetch_expires: float = 1.0
     max_in_flight: int | None = None
     shutdown: float = 30.0
 
+    _OPTIONS = (
+        *JetStreamConsumer._OPTIONS,
+        "processors",
+        "batchers",
+        "fetch_batch",
+        "max_in_flight",
+    )
+
     def __init__(self, **options: Any) -> None:
-        for key in _PIPELINE_OPTIONS:
-            if key in options:
-                setattr(self, key, options.pop(key))
         super().__init__(**options)
-        if not self.type:
-            raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
         if len(self.processors) != 1:
             raise ValueError(
                 f"processors must name exactly one processor, as in Broadway: {self.processors!r}"
@@ -199,18 +172,13 @@ class Pipeline(Actor):
         if self._concurrency < 1:
             raise ValueError("a processor's concurrency must be at least 1")
         self._batcher_specs = _batchers(self.batchers)
-        if self.fetch_batch < 1 or self.max_failures < 1:
-            raise ValueError("fetch_batch and max_failures must be at least 1")
-        self.consumer_name = ""
-        self.stream = ""
+        if self.fetch_batch < 1:
+            raise ValueError(f"fetch_batch must be at least 1, not {self.fetch_batch!r}")
         self.limit = 0
         self._min_fetch = 1
         self.in_flight = 0
         self._room = trio.Event()
-        self._stopping = False
-        self._stopped = trio.Event()
         self._handoff = trio.CancelScope()
-        self._resolved: Resolved | None = None
 
     # -- callbacks for subclasses -------------------------------------------------------------
 
@@ -224,23 +192,12 @@ class Pipeline(Actor):
         """Handle a batch of messages; raising fails them all."""
         raise NotImplementedError(f"{type(self).__name__} has batchers but no handle_batch")
 
-    def stop_requested(self) -> bool:
-        """Whether a stop was requested: no more fetching; work in hand finishes."""
-        return self._stopping
-
     # -- the actor ----------------------------------------------------------------------------
 
     async def init(self) -> None:
         """Check the stream and consumer, then start the stages. Subclasses that override it
         call ``await super().init()``."""
-        assert self.type is not None
-        resolved = self._resolved = resolve(self.connection)
-        config = resolved.config
-        self.consumer_name = naming.consumer_name(self.type, config, self.source)
-        subject = naming.trim_domain_prefix(self.type, config.domain)
-        transport = resolved.transport
-        self.stream = await find_stream(transport, subject, self.stream_name)
-        info = await check_consumer(transport, self.stream, self.consumer_name)
+        info = await self._attach()
         limit = self.max_in_flight
         if limit is None:
             limit = self.fetch_batch + self._concurrency
@@ -262,10 +219,8 @@ class Pipeline(Actor):
         self.nursery.start_soon(self._run)
 
     async def terminate(self, reason: object) -> None:
-        self._stopping = True
-        self._handoff.cancel()
-        if self._resolved is not None:
-            await self._stopped.wait()
+        self._handoff.cancel()  # what the producer still holds goes back, not to a processor
+        await super().terminate(reason)
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -387,17 +342,12 @@ class Pipeline(Actor):
                     await self._settle(message)
 
     async def _process(self, msg: Message, link: Any) -> PipelineMessage | None:
-        assert self._resolved is not None and self.type is not None
-        resolved = self._resolved
+        assert self.type is not None
         with tracing.receive_span(self.type, msg, links=[link] if link else None) as span:
-            try:
-                event = codec.decode(msg.data, schemas_for(resolved, self.store), resolved.config)
-            except ValidationError as exc:
-                tracing.record_error(span, exc)
-                await settle_invalid(resolved.transport, msg, exc, self.consumer_name)
+            event = await self._decode(msg, span)
+            if event is None:
                 self._settled()
                 return None
-            tracing.set_receive_attributes(span, event, msg, resolved.transport)
             message = PipelineMessage(event, msg)
             try:
                 returned = await self.handle_message(self._processor_name, message)

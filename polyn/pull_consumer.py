@@ -48,21 +48,15 @@ from typing import Any
 
 import trio
 
-from polyn import codec, naming, tracing
-from polyn._resolve import Resolved, resolve, schemas_for
-from polyn.actors import Actor
+from polyn import tracing
 from polyn.consumer import (
-    DEFAULT_MAX_FAILURES,
     Ack,
+    JetStreamConsumer,
     Nak,
     apply,
-    check_consumer,
     fetch_some,
-    find_stream,
     settle_failure,
-    settle_invalid,
 )
-from polyn.errors import ConsumerError, ValidationError
 from polyn.event import Event
 from polyn.nats import Message
 
@@ -70,75 +64,30 @@ __all__ = ["PullConsumer"]
 
 log = logging.getLogger("polyn.consumer")
 
-_CONSUMER_OPTIONS = (
-    "type",
-    "source",
-    "stream_name",
-    "store",
-    "connection",
-    "max_failures",
-    "prefetch",
-    "fetch_expires",
-)
 
-
-class PullConsumer(Actor):
+class PullConsumer(JetStreamConsumer):
     """Handle the events of one JetStream durable consumer, one at a time (see the module doc)."""
 
-    type: str | None = None
-    source: str | None = None
-    stream_name: str | None = None
-    store: str | None = None
-    connection: str = "nats"
-    max_failures: int = DEFAULT_MAX_FAILURES
     prefetch: int = 10
-    fetch_expires: float = 1.0
+
+    _OPTIONS = (*JetStreamConsumer._OPTIONS, "prefetch")
 
     def __init__(self, **options: Any) -> None:
-        for key in _CONSUMER_OPTIONS:
-            if key in options:
-                setattr(self, key, options.pop(key))
         super().__init__(**options)
-        if not self.type:
-            raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
-        if self.max_failures < 1:
-            raise ValueError(f"max_failures must be at least 1, not {self.max_failures!r}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {self.prefetch!r}")
-        self.consumer_name = ""
-        self.stream = ""
-        self._stopping = False
-        self._stopped = trio.Event()
-        self._resolved: Resolved | None = None
 
     async def handle_message(self, event: Event, msg: Message) -> Ack | Nak | None:
         """Handle one event; return how to settle its message (see the module doc)."""
         raise NotImplementedError(f"{type(self).__name__} must define handle_message")
-
-    def stop_requested(self) -> bool:
-        """Whether a stop was requested: no more fetching; work in hand finishes."""
-        return self._stopping
 
     # -- the actor ----------------------------------------------------------------------------
 
     async def init(self) -> None:
         """Check the stream and consumer, then start fetching. Subclasses that override it
         call ``await super().init()``."""
-        assert self.type is not None
-        resolved = self._resolved = resolve(self.connection)
-        config = resolved.config
-        self.consumer_name = naming.consumer_name(self.type, config, self.source)
-        subject = naming.trim_domain_prefix(self.type, config.domain)
-        transport = resolved.transport
-        self.stream = await find_stream(transport, subject, self.stream_name)
-        await check_consumer(transport, self.stream, self.consumer_name)
+        await self._attach()
         self.nursery.start_soon(self._run)
-
-    async def terminate(self, reason: object) -> None:
-        # Let the message in hand finish and the pull request in flight end by itself.
-        self._stopping = True
-        if self._resolved is not None:
-            await self._stopped.wait()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -173,18 +122,11 @@ class PullConsumer(Actor):
 
     async def _handle(self, msg: Message) -> None:
         assert self._resolved is not None and self.type is not None
-        resolved = self._resolved
-        transport = resolved.transport
         name = self.consumer_name
         with tracing.receive_span(self.type, msg) as span:
-            try:
-                schemas = schemas_for(resolved, self.store)
-                event = codec.decode(msg.data, schemas, resolved.config)
-            except ValidationError as exc:
-                tracing.record_error(span, exc)
-                await settle_invalid(transport, msg, exc, name)
+            event = await self._decode(msg, span)
+            if event is None:
                 return
-            tracing.set_receive_attributes(span, event, msg, transport)
             try:
                 result = await self.handle_message(event, msg)
                 await apply(msg, result)
@@ -193,4 +135,6 @@ class PullConsumer(Actor):
                 if msg.acked:  # it settled the message, then failed: nothing to redo
                     log.exception("consumer %s: handler failed after settling %s", name, msg)
                     return
-                await settle_failure(transport, msg, exc, name, max_failures=self.max_failures)
+                await settle_failure(
+                    self._resolved.transport, msg, exc, name, max_failures=self.max_failures
+                )
