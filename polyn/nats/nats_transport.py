@@ -114,6 +114,23 @@ def _check_subject(subject: str, what: str = "subject") -> None:
         raise NamingError(f"{subject!r} is not a valid NATS {what}")
 
 
+def _checked_headers(
+    subject: str, data: bytes, headers: Mapping[str, str] | None, max_payload: int
+) -> dict[str, str]:
+    """A copy of ``headers`` after checking that the message fits ``max_payload`` (as nats-py
+    counts it); shared with the sandbox's MockNats so both refuse the same messages."""
+    size = len(data)
+    hdrs = dict(headers) if headers else {}
+    if hdrs:
+        size += sum(len(k) + len(v) + 4 for k, v in hdrs.items()) + 12
+    if size > max_payload:
+        raise PayloadTooLargeError(
+            f"a message of {size} bytes on {subject!r} exceeds the server's max_payload of "
+            f"{max_payload} bytes"
+        )
+    return hdrs
+
+
 def _seconds_to_ns(config: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if v is not None}
     for field in fields:
@@ -561,16 +578,7 @@ class NatsTransport:
             raise PermissionDeniedError(
                 f"the NATS server refused publishing to {subject!r}: {denied}"
             )
-        size = len(data)
-        hdrs = dict(headers) if headers else None
-        if hdrs:
-            size += sum(len(k) + len(v) + 4 for k, v in hdrs.items()) + 12
-        if size > self._max_payload:
-            raise PayloadTooLargeError(
-                f"a message of {size} bytes on {subject!r} exceeds the server's max_payload of "
-                f"{self._max_payload} bytes"
-            )
-        return hdrs
+        return _checked_headers(subject, data, headers, self._max_payload) or None
 
     def _new_token(self) -> str:
         return str(next(self._tokens))

@@ -54,7 +54,6 @@ import collections
 import itertools
 import json
 import math
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -66,7 +65,6 @@ import trio.testing
 
 from polyn.errors import (
     ConsumerError,
-    NamingError,
     NatsConnectionError,
     NoRespondersError,
     RequestTimeout,
@@ -76,7 +74,8 @@ from polyn.errors import (
 from polyn.naming import subject_matches
 from polyn.nats.message import ACK, NAK, PROGRESS, TERM, Message
 from polyn.nats.nats_transport import (
-    PayloadTooLargeError,
+    _check_subject,
+    _checked_headers,
     _consumer_info,
     _stream_info,
 )
@@ -118,20 +117,6 @@ def real_time() -> Iterator[None]:
         yield
     finally:
         clock.autojump_threshold = saved
-
-
-_WHITESPACE = re.compile(r"\s")
-
-
-def _check_subject(subject: str, what: str = "subject") -> None:
-    if (
-        not subject
-        or _WHITESPACE.search(subject)
-        or ".." in subject
-        or subject[0] == "."
-        or subject[-1] == "."
-    ):
-        raise NamingError(f"{subject!r} is not a valid NATS {what}")
 
 
 def _subjects_overlap(a: str, b: str) -> bool:
@@ -637,16 +622,7 @@ class MockNats:
     ) -> dict[str, str]:
         self._check_open()
         _check_subject(subject)
-        hdrs = dict(headers) if headers else {}
-        size = len(data)
-        if hdrs:
-            size += sum(len(k) + len(v) + 4 for k, v in hdrs.items()) + 12
-        if size > self.max_payload:
-            raise PayloadTooLargeError(
-                f"a message of {size} bytes on {subject!r} exceeds the server's max_payload of "
-                f"{self.max_payload} bytes"
-            )
-        return hdrs
+        return _checked_headers(subject, data, headers, self.max_payload)
 
     # -- core NATS ----------------------------------------------------------------------------
 
