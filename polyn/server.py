@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import trio
@@ -194,7 +194,51 @@ class ClusterConfig:
     routes: tuple[str, ...] = attrs.field(default=(), converter=_to_routes)
 
 
-class NatsServer:
+class _Managed:
+    """``with`` and ``async with`` for anything with ``start()`` (returning itself) and
+    ``close()``: a start that fails closes at once; leaving the block closes. Inside trio both
+    run in a worker thread, and closing is shielded from cancellation."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await trio.to_thread.run_sync(self.start)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.close)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.close)
+
+
+class NatsServer(_Managed):
     """One nats-server process on loopback, restartable on the same port and store.
 
     Arguments:
@@ -396,38 +440,6 @@ class NatsServer:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
 
-    def __enter__(self) -> NatsServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> NatsServer:
-        try:
-            return await trio.to_thread.run_sync(self.start)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.close)
-            raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.close)
-
     # -- internals --------------------------------------------------------------------------
 
     def _ensure_workdir(self) -> Path:
@@ -480,7 +492,7 @@ class NatsServer:
             time.sleep(0.01)
 
 
-class NatsCluster:
+class NatsCluster(_Managed):
     """A JetStream cluster of ``size`` nats-server processes on loopback, nodes named
     ``<name>-1`` ... ``<name>-<size>``.
 
@@ -646,38 +658,6 @@ class NatsCluster:
     def close(self) -> None:
         """Stop every node and remove their temporary folders."""
         self._close_servers()
-
-    def __enter__(self) -> NatsCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> NatsCluster:
-        try:
-            return await trio.to_thread.run_sync(self.start)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.close)
-            raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.close)
 
     # -- internals --------------------------------------------------------------------------
 
