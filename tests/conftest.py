@@ -41,14 +41,10 @@ settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "d
 
 
 @pytest.fixture(scope="session")
-def nats_url() -> Iterator[str]:
-    """A nats-server with JetStream for the whole session (``NATS_URL`` when set)."""
-    external = os.environ.get("NATS_URL")
-    if external:
-        yield external
-        return
-    with NatsServer() as server:
-        yield server.url
+def nats_url(nats_server: str) -> str:
+    """A nats-server with JetStream for the whole session (``NATS_URL`` when set): the one the
+    polyn pytest plugin's ``nats_server`` gives every user's suite, so ours tests it too."""
+    return nats_server
 
 
 @pytest.fixture

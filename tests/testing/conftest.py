@@ -44,12 +44,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.trio(run=run_on_virtual_time), append=False)
 
 
-@pytest.fixture(scope="session")
-def nats_server(nats_url: str) -> str:
-    """The plugin's ``nats_server`` reuses the suite's server instead of starting another."""
-    return nats_url
-
-
 @pytest.fixture(params=["real", "mock", VIRTUAL])
 async def transport(nats_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
     with real_time():
