@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyn import tracing
-from polyn.errors import ConsumerError, ValidationError
+from polyn.errors import ConsumerError
 from polyn.event import Event
 from polyn.nats import Message
 from polyn.publish import publish_event, to_json_data
@@ -51,13 +51,9 @@ class Responder(_CoreConsumer):
         resolved = self._resolved
         assert resolved is not None
         with tracing.receive_span(msg.subject, msg) as span:
-            try:
-                event = self._decode(msg)
-            except ValidationError as exc:
-                await self._report(msg, exc, span)
+            event = await self._decode(msg, span)
+            if event is None:
                 return
-            if span.is_recording():
-                tracing.set_receive_attributes(span, event, msg, resolved.transport)
             try:
                 answer = await self.handle_request(event, msg)
                 if answer is None:

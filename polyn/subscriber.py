@@ -122,10 +122,19 @@ class _CoreConsumer(Actor):
         if not self._stopping:
             raise NatsConnectionError(f"the subscription to {self.subject!r} ended")
 
-    def _decode(self, msg: Message) -> Event:
+    async def _decode(self, msg: Message, span: Any) -> Event | None:
+        """``msg``'s event, validated; None when it is invalid (then reported: span, log, dead
+        letter)."""
         resolved = self._resolved
         assert resolved is not None
-        return codec.decode(msg.data, schemas_for(resolved, self.store), resolved.config)
+        try:
+            event = codec.decode(msg.data, schemas_for(resolved, self.store), resolved.config)
+        except ValidationError as exc:
+            await self._report(msg, exc, span)
+            return None
+        if span.is_recording():
+            tracing.set_receive_attributes(span, event, msg, resolved.transport)
+        return event
 
     async def _report(self, msg: Message, error: BaseException, span: Any) -> None:
         assert self._resolved is not None
@@ -146,13 +155,9 @@ class Subscriber(_CoreConsumer):
     async def _handle(self, msg: Message) -> None:
         assert self._resolved is not None
         with tracing.receive_span(msg.subject, msg) as span:
-            try:
-                event = self._decode(msg)
-            except ValidationError as exc:
-                await self._report(msg, exc, span)
+            event = await self._decode(msg, span)
+            if event is None:
                 return
-            if span.is_recording():
-                tracing.set_receive_attributes(span, event, msg, self._resolved.transport)
             try:
                 await self.handle_message(event, msg)
             except Exception as exc:
