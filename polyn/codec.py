@@ -70,7 +70,7 @@ import orjson
 from jsonschema import Draft4Validator, Draft6Validator, Draft7Validator
 
 from polyn._json_formats import FORMATS, always_valid
-from polyn.errors import NamingError, SchemaError, ValidationError
+from polyn.errors import NamingError, SchemaError, SchemaNotFoundError, ValidationError
 from polyn.event import Event, _now, _polyndata
 from polyn.naming import trim_domain_prefix, validate_message_name
 
@@ -512,7 +512,7 @@ def _validate(document: Any, schemas: Schemas, config: Config, *, plain: bool = 
             raise ValidationError(_report(document, [str(exc)])) from None
         schema = schemas._lookup(name)
         if schema is None:
-            raise ValidationError(
+            raise SchemaNotFoundError(
                 _report(
                     document,
                     [

@@ -35,6 +35,7 @@ __all__ = [
     "RequestTimeout",
     "SandboxError",
     "SchemaError",
+    "SchemaNotFoundError",
     "SchemaStoreError",
     "ServerError",
     "StreamError",
@@ -51,6 +52,16 @@ class ValidationError(PolynError):
 
     Raised by :func:`polyn.codec.encode` before anything is published, and by
     :func:`polyn.codec.decode` for a received message (consumers then terminate and dead-letter it).
+    """
+
+
+class SchemaNotFoundError(ValidationError):
+    """No schema for the event's type is in the schema store.
+
+    A :class:`ValidationError` (the Elixir client raises its validation error, with the same
+    text), but a distinct class because it says nothing about the event: the schema may be
+    restored a moment later. Consumers treat it as a configuration fault (the message is kept and
+    redelivered), never as a poison message.
     """
 
 
