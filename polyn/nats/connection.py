@@ -24,12 +24,12 @@ from typing import Any, Protocol
 import trio
 
 from polyn.actors import Actor, ActorRef, current_tree
+from polyn.config import redact_url
 from polyn.errors import ActorError, NatsConnectionError
 from polyn.nats.nats_transport import (
     ConnectionState,
     NatsTransport,
     build_tls_context,
-    redact_url,
 )
 from polyn.nats.transport import Transport
 

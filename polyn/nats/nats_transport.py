@@ -41,6 +41,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg as NatsMsg
 from nats.js.api import KeyValueConfig
 
+from polyn.config import redact_url
 from polyn.errors import (
     BucketNotFoundError,
     ConfigError,
@@ -1157,11 +1158,6 @@ def _required_name(config: Mapping[str, Any], field: str, what: str) -> str:
     if not name or not isinstance(name, str):
         raise StreamError(f"a {what} configuration needs a {field!r}, got {config!r}")
     return name
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the user name, password or token it may carry."""
-    return re.sub(r"//[^@/]*@", "//", url)
 
 
 def _url_of(nc: Client) -> str | None:
