@@ -91,8 +91,19 @@ def to_json_data(data: Any) -> Any:
     return data
 
 
+# Headers Polyn sets itself: a user header of the same name, in any case, is dropped, so it can
+# never shadow the event id (JetStream's de-duplication) or the trace context.
+_RESERVED_HEADERS = frozenset({"nats-msg-id", "traceparent"})
+
+
 def _headers(user: Mapping[str, str] | None) -> dict[str, str]:
-    return dict(user) if user else {}
+    if not user:
+        return {}
+    return {
+        key: value
+        for key, value in user.items()
+        if not (isinstance(key, str) and key.lower() in _RESERVED_HEADERS)
+    }
 
 
 async def publish_event(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import itertools
 import json
 import logging
@@ -47,7 +46,6 @@ from polyn.errors import (
     ConfigError,
     ConsumerError,
     JetStreamError,
-    NamingError,
     NatsConnectionError,
     NoRespondersError,
     PermissionDeniedError,
@@ -57,6 +55,7 @@ from polyn.errors import (
 )
 from polyn.nats import _wire
 from polyn.nats._bridge import Inbox, LoopThread, Outbox, Waiter
+from polyn.nats.limits import PayloadTooLargeError, check_subject, checked_headers
 from polyn.nats.message import Message
 from polyn.nats.transport import ConsumerInfo, KvEntry, KvWatch, PubAck, StreamInfo, Subscription
 
@@ -71,7 +70,6 @@ _CONSUMER_DURATIONS = ("ack_wait", "idle_heartbeat", "inactive_threshold", "max_
 _PERMISSION_RE = re.compile(
     r"Permissions Violation for (Publish|Subscription) to \"?([^\"\s]+)", re.IGNORECASE
 )
-_BAD_SUBJECT_CHARS = re.compile(r"[\s]")
 _KV_OPERATIONS: dict[str, Literal["PUT", "DEL", "PURGE"]] = {
     "PUT": "PUT",
     "DEL": "DEL",
@@ -80,10 +78,6 @@ _KV_OPERATIONS: dict[str, Literal["PUT", "DEL", "PURGE"]] = {
 # How much longer than a pull request's own expiry we wait for the server's answer before
 # assuming the request was lost (for example in a reconnect).
 _FETCH_GRACE = 2.0
-
-
-class PayloadTooLargeError(NatsConnectionError):
-    """A message is larger than the server's ``max_payload``."""
 
 
 @attrs.define
@@ -97,39 +91,6 @@ class ConnectionState:
     last_error: str | None = None
     closed: bool = False
     dropped: int = 0  # core NATS messages dropped because a subscriber fell too far behind
-
-
-@functools.lru_cache(maxsize=4096)  # a pure check, memoised: subjects repeat on the hot path
-def _subject_ok(subject: str) -> bool:
-    return not (
-        not subject
-        or _BAD_SUBJECT_CHARS.search(subject)
-        or ".." in subject
-        or subject[0] == "."
-        or subject[-1] == "."
-    )
-
-
-def _check_subject(subject: str, what: str = "subject") -> None:
-    if type(subject) is not str or not _subject_ok(subject):
-        raise NamingError(f"{subject!r} is not a valid NATS {what}")
-
-
-def _checked_headers(
-    subject: str, data: bytes, headers: Mapping[str, str] | None, max_payload: int
-) -> dict[str, str]:
-    """A copy of ``headers`` after checking that the message fits ``max_payload`` (as nats-py
-    counts it); shared with the sandbox's MockNats so both refuse the same messages."""
-    size = len(data)
-    hdrs = dict(headers) if headers else {}
-    if hdrs:
-        size += sum(len(k) + len(v) + 4 for k, v in hdrs.items()) + 12
-    if size > max_payload:
-        raise PayloadTooLargeError(
-            f"a message of {size} bytes on {subject!r} exceeds the server's max_payload of "
-            f"{max_payload} bytes"
-        )
-    return hdrs
 
 
 def _seconds_to_ns(config: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -573,13 +534,13 @@ class NatsTransport:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None
     ) -> dict[str, str] | None:
         self._check_open()
-        _check_subject(subject)
+        check_subject(subject)
         denied = self._denied.get(subject.lower()) if self._denied else None
         if denied is not None:
             raise PermissionDeniedError(
                 f"the NATS server refused publishing to {subject!r}: {denied}"
             )
-        return _checked_headers(subject, data, headers, self._max_payload) or None
+        return checked_headers(subject, data, headers, self._max_payload) or None
 
     def _new_token(self) -> str:
         return str(next(self._tokens))
@@ -598,7 +559,7 @@ class NatsTransport:
         await trio.lowlevel.checkpoint_if_cancelled()
         hdrs = self._check_publish(subject, data, headers)
         if reply_to is not None:
-            _check_subject(reply_to, "reply subject")
+            check_subject(reply_to, "reply subject")
         if self._outbox.full:
             await self._outbox.wait_for_room()
         self._outbox.put((subject, data, reply_to or "", hdrs))
@@ -650,7 +611,7 @@ class NatsTransport:
         self, subject: str, *, queue: str | None = None, max_pending: int = 65_536
     ) -> Subscription:
         self._check_open()
-        _check_subject(subject)
+        check_subject(subject)
         inbox: Inbox[Message] = Inbox(self._bridge, limit=max_pending)
         convert = self._convert
         state = self.state

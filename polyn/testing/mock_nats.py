@@ -72,10 +72,9 @@ from polyn.errors import (
     StreamError,
 )
 from polyn.naming import subject_matches
+from polyn.nats.limits import check_subject, checked_headers
 from polyn.nats.message import ACK, NAK, PROGRESS, TERM, Message
 from polyn.nats.nats_transport import (
-    _check_subject,
-    _checked_headers,
     _consumer_info,
     _stream_info,
 )
@@ -621,8 +620,8 @@ class MockNats:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None
     ) -> dict[str, str]:
         self._check_open()
-        _check_subject(subject)
-        return _checked_headers(subject, data, headers, self.max_payload)
+        check_subject(subject)
+        return checked_headers(subject, data, headers, self.max_payload)
 
     # -- core NATS ----------------------------------------------------------------------------
 
@@ -637,7 +636,7 @@ class MockNats:
         await trio.lowlevel.checkpoint_if_cancelled()
         hdrs = self._check_publish(subject, data, headers)
         if reply_to is not None:
-            _check_subject(reply_to, "reply subject")
+            check_subject(reply_to, "reply subject")
         self._route(subject, bytes(data), hdrs, reply_to)
         stream = self._capturing(subject)
         if stream is not None:  # a core publish is stored by a stream that captures it
@@ -680,7 +679,7 @@ class MockNats:
     ) -> Subscription:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        _check_subject(subject)
+        check_subject(subject)
         sub = _MockSubscription(self, subject, queue, max_pending)
         self._subs.append(sub)
         await trio.lowlevel.cancel_shielded_checkpoint()

@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 
 from polyn.actors import Actor
 from polyn.app import App
-from polyn.errors import NamingError, RequestTimeout, StreamError, ValidationError
+from polyn.errors import HeaderError, NamingError, RequestTimeout, StreamError, ValidationError
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, Subscription
 from polyn.publish import pub, reply, request
@@ -327,3 +327,48 @@ async def test_pub_by_connection_name_inside_the_tree(core: Core) -> None:
     async with core.app(Greeter()).run():
         assert json.loads((await next_message(sub)).data)["data"] == "from inside"
     await sub.aclose()
+
+
+async def test_a_user_header_cannot_shadow_the_event_id_or_the_trace_context(core: Core) -> None:
+    """Issue 21, finding 1: a user's ``nats-msg-id`` (any case) or ``traceparent`` header is
+    dropped, so two events are never taken for duplicates of each other."""
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    await core.transport.create_stream({"name": stream, "subjects": [subject], "storage": "memory"})
+    sub = await core.transport.subscribe(subject)
+    user = {"nats-msg-id": "same", "NATS-MSG-ID": "same", "TraceParent": "00-x-y-01", "X": "1"}
+    try:
+        async with core.app().run() as running:
+            acks = [await pub(running, subject, {"name": n}, headers=user, ack=True) for n in "ab"]
+            assert [(a is not None and a.duplicate) for a in acks] == [False, False]
+            for _ in "ab":
+                msg = await next_message(sub)
+                names = [key.lower() for key in msg.headers]
+                assert names.count("nats-msg-id") == 1
+                assert msg.headers["Nats-Msg-Id"] == json.loads(msg.data)["id"]
+                assert "TraceParent" not in msg.headers and msg.headers["X"] == "1"
+    finally:
+        await sub.aclose()
+        await core.transport.delete_stream(stream)
+
+
+async def test_an_event_id_with_a_line_break_cannot_inject_a_header(core: Core) -> None:
+    from polyn._resolve import resolve
+    from polyn.publish import publish_event
+
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    await core.transport.create_stream({"name": stream, "subjects": [subject], "storage": "memory"})
+    try:
+        async with core.app().run() as running:
+            resolved = resolve(running)
+            for ack in (False, True):
+                event = Event.new(
+                    core.config, subject, {"name": "Ada"}, id="x\r\nNats-Msg-Id: injected"
+                )
+                with pytest.raises(HeaderError):
+                    await publish_event(resolved, event, ack=ack, subject=subject)
+            await resolved.transport.flush()
+        assert (await core.transport.stream_info(stream)).state["messages"] == 0
+    finally:
+        await core.transport.delete_stream(stream)
