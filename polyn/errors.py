@@ -45,7 +45,14 @@ __all__ = [
 
 
 class PolynError(Exception):
-    """The base of every error Polyn raises on purpose."""
+    """The base of every error Polyn raises on purpose.
+
+    ``event_id`` is the id of the event a failed publish sent (``pub(..., ack=True)`` sets
+    it), so the caller can retry with ``pub(..., id=err.event_id)`` and JetStream stores the
+    event once; ``None`` when the error is about no one event.
+    """
+
+    event_id: str | None = None
 
 
 class ValidationError(PolynError):

@@ -52,6 +52,7 @@ from polyn._resolve import Resolved, resolve, schemas_for
 from polyn.errors import (
     NatsConnectionError,
     PermissionDeniedError,
+    PolynError,
     RequestTimeout,
     StreamError,
     ValidationError,
@@ -136,7 +137,17 @@ async def publish_event(
         if span.is_recording():
             tracing.set_send_attributes(span, destination, event.id, body, transport)
         if ack:
-            return await _js_publish(resolved, subject, body, hdrs)
+            try:
+                return await _js_publish(resolved, subject, body, hdrs)
+            except PolynError as exc:
+                exc.event_id = event.id
+                if isinstance(exc, RequestTimeout | NatsConnectionError):
+                    # The event may be stored: say how to retry it without a duplicate.
+                    exc.args = (
+                        f"{exc} (event id {event.id}: the stream may have stored it; retry "
+                        f"with pub(..., id={event.id!r}) to store it at most once)",
+                    )
+                raise
         await transport.publish(subject, body, headers=hdrs, reply_to=reply_to)
         return None
 
@@ -208,11 +219,15 @@ async def pub(
     reply_to: str | None = None,
     store: str | None = None,
     ack: bool = False,
+    id: str | None = None,
 ) -> PubAck | None:
     """Publish ``data`` as a new ``event_type`` event on subject ``event_type``.
 
     ``source`` refines the event's source (``<domain>:<source_root>:<source>``); ``headers`` are
-    sent too; ``reply_to`` sets the message's reply subject. See the module doc for ``conn``,
+    sent too; ``reply_to`` sets the message's reply subject. ``id`` is the event's id (and
+    ``Nats-Msg-Id``), a new UUID when not given: to retry a ``pub(..., ack=True)`` that raised
+    (the event may have been stored), pass the failed one's ``err.event_id``, and the stream
+    stores the event once (within its duplicate window). See the module doc for ``conn``,
     ``data``, ``store`` and ``ack``.
 
     Raises :class:`~polyn.errors.ValidationError` (nothing is sent) when the event is invalid,
@@ -225,7 +240,10 @@ async def pub(
         await polyn.pub(running, "user.created.v1", {"name": "Ada"}, source="signup")
     """
     resolved = resolve(conn)
-    event = Event.new(resolved.config, event_type, to_json_data(data), source=source)
+    if id is None:
+        event = Event.new(resolved.config, event_type, to_json_data(data), source=source)
+    else:
+        event = Event.new(resolved.config, event_type, to_json_data(data), source=source, id=id)
     return await publish_event(
         resolved,
         event,

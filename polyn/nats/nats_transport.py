@@ -43,7 +43,6 @@ from nats.js.api import KeyValueConfig
 from polyn.config import redact_url
 from polyn.errors import (
     BucketNotFoundError,
-    ConfigError,
     ConsumerError,
     JetStreamError,
     NatsConnectionError,
@@ -57,6 +56,7 @@ from polyn.nats import _wire
 from polyn.nats._bridge import Inbox, LoopThread, Outbox, Waiter
 from polyn.nats.limits import PayloadTooLargeError, check_subject, checked_headers
 from polyn.nats.message import Message
+from polyn.nats.options import connect_options
 from polyn.nats.transport import ConsumerInfo, KvEntry, KvWatch, PubAck, StreamInfo, Subscription
 
 __all__ = ["ConnectionState", "NatsTransport", "PayloadTooLargeError"]
@@ -78,6 +78,10 @@ _KV_OPERATIONS: dict[str, Literal["PUT", "DEL", "PURGE"]] = {
 # How much longer than a pull request's own expiry we wait for the server's answer before
 # assuming the request was lost (for example in a reconnect).
 _FETCH_GRACE = 2.0
+
+
+class _AckLost(NatsConnectionError):
+    """The connection dropped while a JetStream publish waited for its ack."""
 
 
 @attrs.define
@@ -275,6 +279,9 @@ class NatsTransport:
             can_write_batch=self._can_write_batch,
         )
         self._replies: dict[str, Waiter[Message]] = {}
+        # JetStream publishes waiting for their ack: failed at once when the connection drops
+        # (the ack is lost with it), then sent again on reconnect (see js_publish).
+        self._acks_in_flight: set[str] = set()
         self._pullers: dict[tuple[str, str], _Puller] = {}
         self._tokens = itertools.count(1)
         self._reply_prefix = ""
@@ -310,15 +317,7 @@ class NatsTransport:
         return transport
 
     async def _connect(self) -> None:  # loop thread
-        options = dict(self._options)
-        options.setdefault("name", "polyn-python")
-        options.setdefault("reconnect_time_wait", 0.5)
-        options.setdefault("connect_timeout", 2)
-        # Once connected, reconnect forever by default (health() shows the outage); but the
-        # first connection is tried only a few times, so a wrong URL or credentials fail the
-        # start with a clear error instead of hanging.
-        reconnect_attempts = options.pop("max_reconnect_attempts", -1)
-        options["max_reconnect_attempts"] = options.pop("connect_attempts", 2)
+        options, reconnect_attempts = connect_options(self._options)
         nc = Client()
         servers = ", ".join(redact_url(s) for s in self._servers)
         connecting = asyncio.ensure_future(
@@ -460,6 +459,15 @@ class NatsTransport:
             self.state.disconnects += 1
         self.state.connected = False
         self._outbox.pause(True)
+        self._bridge.to_trio(self._fail_acks_in_flight)
+
+    def _fail_acks_in_flight(self) -> None:  # trio thread
+        error = _AckLost("the connection dropped before JetStream acknowledged the publish")
+        for token in list(self._acks_in_flight):
+            waiter = self._replies.pop(token, None)
+            if waiter is not None:
+                waiter._set(outcome.Error(error))
+        self._acks_in_flight.clear()
 
     async def _on_reconnected(self) -> None:
         self.state.reconnects += 1
@@ -581,19 +589,46 @@ class NatsTransport:
         timeout: float = 5.0,
     ) -> Message:
         hdrs = self._check_publish(subject, data, headers)
-        reply = await self._request(subject, data, hdrs, timeout)
+        deadline = trio.current_time() + timeout
+        msg_id = hdrs.get("Nats-Msg-Id") if hdrs else None
+        while True:
+            await self._wait_connected(deadline, subject)
+            try:
+                reply = await self._request(
+                    subject, data, hdrs, max(0.0, deadline - trio.current_time()), ack=True
+                )
+                break
+            except _AckLost:
+                # Whether the server stored it is unknown. With a Nats-Msg-Id, sending it again
+                # once reconnected is safe (the stream drops a duplicate) and far quicker than
+                # waiting out the timeout for an ack that can no longer come.
+                if not msg_id:
+                    raise NatsConnectionError(
+                        f"the connection dropped before JetStream acknowledged the publish to "
+                        f"{subject!r}; it may or may not be stored (send a Nats-Msg-Id header "
+                        "to have it retried safely)"
+                    ) from None
+                log.info("connection lost before the ack of %s: sending it again", msg_id)
         if reply.headers.get("Status") == "503":
             raise NoRespondersError(f"no responders are subscribed to {subject!r}")
         return reply
 
     async def _request(
-        self, subject: str, data: bytes, headers: dict[str, str] | None, timeout: float
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        *,
+        ack: bool = False,
     ) -> Message:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         token = self._new_token()
         waiter: Waiter[Message] = Waiter(tag=subject)
         self._replies[token] = waiter
+        if ack:
+            self._acks_in_flight.add(token)
         try:
             if self._outbox.full:
                 await self._outbox.wait_for_room()
@@ -606,6 +641,8 @@ class NatsTransport:
             ) from None
         finally:
             self._replies.pop(token, None)
+            if ack:
+                self._acks_in_flight.discard(token)
 
     async def subscribe(
         self, subject: str, *, queue: str | None = None, max_pending: int = 65_536
@@ -715,7 +752,26 @@ class NatsTransport:
         timeout: float = 5.0,
     ) -> PubAck:
         hdrs = self._check_publish(subject, data, headers)
-        reply = await self._request(subject, data, hdrs, timeout)
+        deadline = trio.current_time() + timeout
+        msg_id = hdrs.get("Nats-Msg-Id") if hdrs else None
+        while True:
+            await self._wait_connected(deadline, subject)
+            try:
+                reply = await self._request(
+                    subject, data, hdrs, max(0.0, deadline - trio.current_time()), ack=True
+                )
+                break
+            except _AckLost:
+                # Whether the server stored it is unknown. With a Nats-Msg-Id, sending it again
+                # once reconnected is safe (the stream drops a duplicate) and far quicker than
+                # waiting out the timeout for an ack that can no longer come.
+                if not msg_id:
+                    raise NatsConnectionError(
+                        f"the connection dropped before JetStream acknowledged the publish to "
+                        f"{subject!r}; it may or may not be stored (send a Nats-Msg-Id header "
+                        "to have it retried safely)"
+                    ) from None
+                log.info("connection lost before the ack of %s: sending it again", msg_id)
         if reply.headers.get("Status") == "503":
             raise StreamError(f"no JetStream stream captures the subject {subject!r}", code=503)
         try:
@@ -730,6 +786,17 @@ class NatsTransport:
             duplicate=bool(raw.get("duplicate", False)),
             domain=raw.get("domain"),
         )
+
+    async def _wait_connected(self, deadline: float, subject: str) -> None:
+        """Wait (polling, off the hot path) until connected; RequestTimeout at ``deadline``."""
+        while not self.state.connected:
+            self._check_open()
+            if trio.current_time() >= deadline:
+                raise RequestTimeout(
+                    f"no JetStream acknowledgement for the publish to {subject!r}: "
+                    "disconnected from NATS until the timeout"
+                )
+            await trio.sleep(min(0.05, max(0.0, deadline - trio.current_time())))
 
     async def _api(
         self,
@@ -1127,32 +1194,3 @@ def _url_of(nc: Client) -> str | None:
         return None
     scheme = url.scheme or "nats"
     return f"{scheme}://{url.hostname}:{url.port}"
-
-
-def build_tls_context(
-    ca_file: str | None, cert_file: str | None, key_file: str | None
-) -> ssl.SSLContext | None:
-    """An SSL context for nats-py from file paths, or ``None`` when no TLS file is given.
-
-    Raises :class:`~polyn.errors.ConfigError` naming the file when one cannot be read or is not
-    a PEM certificate or key.
-    """
-    if not (ca_file or cert_file):
-        return None
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot use the TLS CA file {ca_file!r}: {_reason(exc)}") from None
-    if cert_file:
-        try:
-            context.load_cert_chain(cert_file, key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot use the TLS client certificate {cert_file!r} with key {key_file!r}: "
-                f"{_reason(exc)}"
-            ) from None
-    return context
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -73,10 +74,9 @@ async def test_headers_carry_the_event_id_custom_headers_and_traceparent(
     (span,) = [s for s in spans.get_finished_spans() if s.name == f"{subject} send"]
     context = span.get_span_context()
     assert span.kind is SpanKind.PRODUCER  # #76
-    flags = int(context.trace_flags)
-    assert flags & 1  # sampled; newer SDKs also set W3C's "random" bit (0x02)
-    assert msg.headers["traceparent"] == (  # #77
-        f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
+    assert int(context.trace_flags) & 1  # sampled; newer SDKs also set W3C's "random" bit (0x02)
+    assert msg.headers["traceparent"] == (  # #77, flags cut to the sampled bit (issue 19)
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
     )
     assert dict(span.attributes or {}) == {
         "messaging.system": "NATS",
@@ -372,3 +372,86 @@ async def test_an_event_id_with_a_line_break_cannot_inject_a_header(core: Core) 
         assert (await core.transport.stream_info(stream)).state["messages"] == 0
     finally:
         await core.transport.delete_stream(stream)
+
+
+async def test_traceparent_on_the_wire_has_only_the_sampled_flag(
+    core: Core, spans: InMemorySpanExporter
+) -> None:
+    """Issue 19: the SDK sets W3C level 2's random-trace-id bit (flags ``03``); Elixir's
+    propagator accepts only ``00`` / ``01``. Read off a raw NATS protocol connection, so what
+    is checked is the bytes the server delivers, not a client's parsing of them."""
+    subject = core.type("pub.test.event.v1")
+    host, port = core.url.removeprefix("nats://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    buffer = b""
+
+    async def read_until(marker: bytes) -> bytes:
+        nonlocal buffer
+        with trio.fail_after(5):
+            while marker not in buffer:
+                chunk = await stream.receive_some(65536)
+                assert chunk, "the server closed the connection"
+                buffer += chunk
+        head, _, buffer = buffer.partition(marker)
+        return head + marker
+
+    await read_until(b"\r\n")  # INFO
+    await stream.send_all(
+        b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n'
+        + f"SUB {subject} 1\r\nPING\r\n".encode()
+    )
+    await read_until(b"PONG\r\n")
+    async with core.app().run() as running:
+        for _ in range(20):
+            await pub(running, subject, "foo")
+    frames = b""
+    while frames.count(b"HMSG ") < 20:
+        frames += await read_until(b"\r\n\r\n")
+    await stream.aclose()
+    parents = re.findall(rb"\r\ntraceparent: ([^\r]*)\r\n", frames)
+    assert len(parents) == 20
+    for value in parents:
+        assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", value), value
+    assert {value[-2:] for value in parents} == {b"01"}  # the test SDK samples while testing
+
+
+def test_a_received_traceparent_with_other_flags_is_still_accepted(
+    spans: InMemorySpanExporter,
+) -> None:
+    from opentelemetry import trace
+
+    from polyn import tracing
+
+    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    for flags in ("03", "ff", "02"):
+        context = tracing.extract({"traceparent": f"00-{trace_id}-{span_id}-{flags}"})
+        assert context is not None
+        parent = trace.get_current_span(context).get_span_context()
+        assert (f"{parent.trace_id:032x}", f"{parent.span_id:016x}") == (trace_id, span_id)
+        assert parent.is_remote
+
+
+async def test_pub_with_an_id_deduplicates_a_retry_and_its_error_carries_the_id(
+    core: Core,
+) -> None:
+    """Issue 21, finding 14: a ``pub(ack=True)`` that raised could not be retried safely."""
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    async with core.app().run() as running:
+        with pytest.raises(StreamError) as failed:
+            await pub(running, subject, {"name": "Ada"}, ack=True)
+        assert failed.value.event_id is not None
+        with pytest.raises(StreamError) as again:
+            await pub(running, subject, {"name": "Ada"}, ack=True, id=failed.value.event_id)
+        assert again.value.event_id == failed.value.event_id
+        await core.transport.create_stream(
+            {"name": stream, "subjects": [subject], "storage": "memory"}
+        )
+        try:
+            first = await pub(running, subject, {"name": "Ada"}, ack=True, id="order-1")
+            retry = await pub(running, subject, {"name": "Ada"}, ack=True, id="order-1")
+            assert first is not None and retry is not None
+            assert (first.duplicate, retry.duplicate, retry.seq) == (False, True, first.seq)
+            assert (await core.transport.stream_info(stream)).state["messages"] == 1
+        finally:
+            await core.transport.delete_stream(stream)

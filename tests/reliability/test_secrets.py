@@ -308,3 +308,29 @@ async def test_the_command_line_prints_no_password_with_delimiters(
         assert done.code == 1, done.stderr
         assert done.stderr.count("polyn: error:") == 1
         assert_no_odd_secret(done.stdout + done.stderr, "the command's output")
+
+
+async def test_a_malformed_seed_file_is_one_clear_config_error(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """Issue 21, finding 14: nats-py said only ``ErrInvalidSeed()``."""
+    from polyn.errors import ConfigError
+
+    bad = tmp_path / "bad.nk"
+    bad.write_text("SUAM-not-a-seed-" + SEED[16:] + "\n")
+    with trio.fail_after(20), pytest.raises(ConfigError) as refused:
+        await NatsTransport.connect(server.url, nkeys_seed=str(bad))
+    text = str(refused.value)
+    assert str(bad) in text and "nkeys seed" in text and "\n" not in text
+    assert_no_secret(error_texts(refused.value), "the seed error")
+    folder = write_project(
+        tmp_path / "svc",
+        {"domain": "com.test", "source_root": "s", "servers": [server.url]},
+        schemas={TYPE: ORDER_SCHEMA},
+    ).parent
+    done = await run_cli(["schemas", "load", "--nkeys-seed", str(bad)], folder)
+    assert done.code == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("polyn: error:") and str(bad) in done.stderr
+    assert "ErrInvalidSeed" not in done.stderr and "Traceback" not in done.stderr
+    assert_no_secret(done.stderr, "the command's error")
