@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import attrs
 import trio
@@ -255,6 +255,7 @@ async def pub(
     )
 
 
+@overload
 async def request(
     conn: Conn,
     event_type: str,
@@ -264,10 +265,41 @@ async def request(
     source: str | None = None,
     headers: Mapping[str, str] | None = None,
     store: str | None = None,
-) -> Event:
+    with_message: Literal[False] = False,
+) -> Event: ...
+
+
+@overload
+async def request(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    timeout: float = 5,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+    with_message: Literal[True],
+) -> tuple[Event, Message]: ...
+
+
+async def request(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    timeout: float = 5,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+    with_message: bool = False,
+) -> Event | tuple[Event, Message]:
     """Publish ``data`` as an ``event_type`` event and return the reply, validated, as an Event.
 
-    The reply is decoded with the same schema store, so its type needs a schema too. Raises
+    With ``with_message=True`` it returns ``(event, message)``: the reply's
+    :class:`~polyn.nats.Message` as well, for its ``headers`` and ``subject`` (the pair a
+    Responder's ``handle_request`` gets). The reply is decoded with the same schema store, so
+    its type needs a schema too. Raises
     :class:`~polyn.errors.RequestTimeout` (a ``TimeoutError``) when no reply comes within
     ``timeout`` seconds (recorded on the send span), its subclass
     :class:`~polyn.errors.NoRespondersError` at once when nobody listens on the subject, and
@@ -277,6 +309,8 @@ async def request(
 
         quote = await polyn.request(running, "quote.requested.v1", {"sku": "A1"}, timeout=2)
         quote.data["price"]
+        quote, msg = await polyn.request(running, "quote.requested.v1", {}, with_message=True)
+        msg.headers.get("X-Region")
     """
     resolved = resolve(conn)
     config = resolved.config
@@ -306,7 +340,7 @@ async def request(
             tracing.set_receive_attributes(
                 span, reply_event, answer, transport, destination=tracing.TEMPORARY
             )
-        return reply_event
+        return (reply_event, answer) if with_message else reply_event
 
 
 def _decode_reply(

@@ -455,3 +455,23 @@ async def test_pub_with_an_id_deduplicates_a_retry_and_its_error_carries_the_id(
             assert (await core.transport.stream_info(stream)).state["messages"] == 1
         finally:
             await core.transport.delete_stream(stream)
+
+
+async def test_request_with_message_returns_the_replys_headers_and_subject(core: Core) -> None:
+    """Issue 19: the reply's headers and subject were unreachable."""
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+
+    class HeaderReplier(Replier):
+        async def loop(self) -> None:
+            async for msg in self.sub:
+                assert msg.reply_to is not None
+                await reply("nats", msg.reply_to, answer, "bar", headers={"X-Region": "eu"})
+
+    async with core.app(HeaderReplier(asked, answer)).run() as running:
+        event, message = await request(running, asked, "foo", timeout=5, with_message=True)
+        plain = await request(running, asked, "foo", timeout=5)
+    assert event.data == "bar" and plain.data == "bar"
+    assert message.headers["X-Region"] == "eu"
+    assert message.headers["Nats-Msg-Id"] == event.id
+    assert message.subject.startswith("_INBOX.")
+    assert json.loads(message.data)["id"] == event.id
