@@ -72,12 +72,9 @@ from polyn.errors import (
     StreamError,
 )
 from polyn.naming import subject_matches
+from polyn.nats.jsapi import JetStreamApi
 from polyn.nats.limits import check_subject, checked_headers
 from polyn.nats.message import ACK, NAK, PROGRESS, TERM, Message
-from polyn.nats.nats_transport import (
-    _consumer_info,
-    _stream_info,
-)
 from polyn.nats.transport import (
     ConsumerInfo,
     KvEntry,
@@ -486,46 +483,18 @@ class MockNats:
             await self._snapshot(real)
 
     async def _snapshot(self, real: Transport) -> None:
-        streams: list[StreamInfo] = []
-        offset = 0
-        while True:
-            raw = await self._api(real, "STREAM.LIST", {"offset": offset})
-            page = raw.get("streams") or []
-            streams.extend(_stream_info(s) for s in page)
-            offset += len(page)
-            if not page or offset >= raw.get("total", 0):
-                break
+        api = JetStreamApi(real.request)
+        streams = await api.list_streams()
         consumers: list[ConsumerInfo] = []
 
         async def list_consumers(stream: str) -> None:
-            offset = 0
-            while True:
-                raw = await self._api(real, f"CONSUMER.LIST.{stream}", {"offset": offset})
-                page = raw.get("consumers") or []
-                consumers.extend(_consumer_info(c) for c in page)
-                offset += len(page)
-                if not page or offset >= raw.get("total", 0):
-                    return
+            consumers.extend(await api.list_consumers(stream))
 
         async with trio.open_nursery() as nursery:
             for info in streams:
                 if info.state.get("consumer_count", 1):
                     nursery.start_soon(list_consumers, info.name)
         self._replace_snapshot(streams, consumers)
-
-    async def _api(self, real: Transport, subject: str, payload: Any) -> dict[str, Any]:
-        reply = await real.request("$JS.API." + subject, _json_bytes(payload), timeout=10)
-        raw: dict[str, Any] = json.loads(reply.data)
-        if "error" in raw:
-            error = raw["error"]
-            if subject.startswith("CONSUMER.LIST.") and error.get("err_code") == 10059:
-                return {}  # the stream was deleted meanwhile
-            raise StreamError(
-                f"reading the server's {subject}: {error.get('description')}",
-                code=error.get("code"),
-                err_code=error.get("err_code"),
-            )
-        return raw
 
     def _replace_snapshot(self, streams: list[StreamInfo], consumers: list[ConsumerInfo]) -> None:
         old = self._streams
