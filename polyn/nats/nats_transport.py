@@ -26,7 +26,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import attrs
 import nats
@@ -176,6 +176,15 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
 
     async def _connect(self) -> None:  # loop thread
         options, reconnect_attempts = connect_options(self._options)
+        # The first connection is tried a few times only; then the client reconnects forever
+        # by default. Without nats-py's internals the attempts cannot be changed after the
+        # first connection: that one is then bounded in time instead.
+        limit: float | None = None
+        if not (self._fast and _wire.internals_allowed()):
+            servers_count = max(1, len(self._servers))
+            per_try = float(options["connect_timeout"]) + float(options["reconnect_time_wait"])
+            limit = servers_count * (int(options["max_reconnect_attempts"]) + 1) * per_try + 1
+            options["max_reconnect_attempts"] = reconnect_attempts
         nc = Client()
         servers = ", ".join(redact_url(s) for s in self._servers)
         connecting = asyncio.ensure_future(
@@ -189,11 +198,15 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
             )
         )
         refused = asyncio.ensure_future(self._refused.wait())
+        gave_up = False
         try:
-            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {connecting, refused}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             refused.cancel()
             if not connecting.done():
+                gave_up = not self._refused.is_set()
                 # Refused: wrong credentials or a failed TLS handshake (wrong CA, no client
                 # certificate) will not succeed on the next attempt; and nats-py 2.x never
                 # returns from connect after a failed handshake: it waits forever for the
@@ -202,14 +215,17 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         try:
             await connecting
         except (TimeoutError, nats.errors.Error, OSError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not self._refused.is_set():
+            if isinstance(exc, asyncio.CancelledError) and not (
+                self._refused.is_set() or gave_up
+            ):
                 raise  # the caller was cancelled
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(nc.close(), 2)
             # The refusal, not the connection reset that follows it, is what the user must see.
             reason = self._refusal or self.state.last_error or f"{type(exc).__name__} {exc}".strip()
             raise NatsConnectionError(f"could not connect to NATS at {servers}: {reason}") from None
-        nc.options["max_reconnect_attempts"] = reconnect_attempts
+        if limit is None:
+            _wire.set_reconnect_attempts(nc, reconnect_attempts)
         self._nc = nc
         self._fast = self._fast and _wire.supported(nc)
         self._max_payload = nc.max_payload
@@ -348,35 +364,17 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         return self._fast and self._nc is not None and _wire.writable_now(self._nc)
 
     def _write_batch(self, ops: list[tuple[Any, ...]]) -> None:
-        nc = self._nc
-        assert nc is not None
+        assert self._nc is not None
         encode = _wire.encode_publish
-        transport = nc._transport
-        assert transport is not None
-        transport.writelines([encode(op[0], op[2] or "", op[1], op[3]) for op in ops])
-        nc.stats["out_msgs"] += len(ops)
-        nc.stats["out_bytes"] += sum(len(op[1]) for op in ops)
+        frames = [encode(op[0], op[2] or "", op[1], op[3]) for op in ops]
+        _wire.write_frames(self._nc, frames, len(ops), sum(len(op[1]) for op in ops))
 
     async def _nats_subscribe(
         self, subject: str, queue: str | None, deliver: Callable[[NatsMsg], None]
     ) -> Any:  # loop thread
         """Subscribe with nats-py, delivering each message to ``deliver`` on the loop thread."""
-        nc = self._nc
-        assert nc is not None
-        if self._fast:
-            sub = await nc.subscribe(subject, queue=queue or "")
-            earlier = sub._pending_queue
-            sub._pending_queue = cast(Any, _wire.DirectQueue(sub, deliver))
-            while not earlier.empty():  # delivered before the swap (rare): keep their order
-                deliver(earlier.get_nowait())
-            return sub
-
-        async def callback(msg: NatsMsg) -> None:
-            deliver(msg)
-
-        return await nc.subscribe(
-            subject, queue=queue or "", cb=callback, pending_msgs_limit=1_000_000
-        )
+        assert self._nc is not None
+        return await _wire.direct_subscribe(self._nc, subject, queue, deliver, direct=self._fast)
 
     async def _write(self, op: tuple[Any, ...]) -> None:
         subject, data, reply, headers = op
