@@ -163,7 +163,8 @@ async def _ack_lost_in_a_crash(
 
         async def publish() -> None:
             try:
-                result.append(await transport.js_publish(subject, b"x", headers=headers, timeout=30))
+                ack = await transport.js_publish(subject, b"x", headers=headers, timeout=30)
+                result.append(ack)
             except Exception as exc:
                 result.append(exc)
 
