@@ -9,6 +9,8 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from core_support import Core
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -475,3 +477,41 @@ async def test_request_with_message_returns_the_replys_headers_and_subject(core:
     assert message.headers["Nats-Msg-Id"] == event.id
     assert message.subject.startswith("_INBOX.")
     assert json.loads(message.data)["id"] == event.id
+
+
+# -- the hot path's envelope template ---------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_JSON, source=st.sampled_from([None, "signup", "a.b"]), event_id=st.text(min_size=1))
+def test_the_template_writes_the_bytes_codec_encode_writes(
+    data: Any, source: str | None, event_id: str
+) -> None:
+    """The hot path's envelope (issue 17) is byte for byte what ``codec.encode`` writes, or
+    it steps aside (``_plain_json`` false, or orjson refuses) and the codec decides."""
+    from polyn import codec
+    from polyn.config import Config
+    from polyn.publish import _plain_json, _template
+
+    config = Config(domain="com.test", source_root="user.backend")
+    template = _template(config, "user.created.v1", source)
+    event = Event.new(config, "user.created.v1", data, source=source, id=event_id)
+    assert event.time is not None
+    try:
+        expected = codec.encode(event, codec.Schemas.from_dict({"user.created.v1": True}), config)
+    except ValidationError:
+        expected = None
+    if not _plain_json(data):
+        return
+    try:
+        rendered = template.render(event_id, event.time, data)
+    except Exception:
+        return  # orjson refused (a lone surrogate): pub then goes through the codec
+    assert expected is not None, "the template accepted what the codec refuses"
+    assert rendered == expected
