@@ -269,6 +269,63 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     return False
 
 
+async def _js_publish(
+    resolved: Resolved, subject: str, body: bytes, headers: dict[str, str]
+) -> PubAck:
+    transport = resolved.transport
+    attempt = 0
+    leaderless_until: float | None = None  # waiting out a leader election until then
+    while True:
+        attempt += 1
+        electing = False
+        try:
+            return await transport.js_publish(subject, body, headers=headers, timeout=_ACK_TIMEOUT)
+        except StreamError as exc:
+            if exc.code != 503:
+                raise
+            # No responders: no stream captures the subject, or JetStream is not ready yet
+            # (a server that is starting up), or the stream has no leader for the moment (a
+            # cluster that lost the leader's node elects another). Only the first is final.
+            try:
+                captured = bool(await transport.stream_names(subject))
+                known = True
+            except (RequestTimeout, NatsConnectionError, StreamError):
+                captured, known = True, False  # cannot tell now: try again
+            if not captured:
+                raise StreamError(
+                    f"no JetStream stream captures the subject {subject!r}; create one "
+                    "(a migration) or publish without ack=True",
+                    code=503,
+                ) from None
+            if known:
+                # The stream exists but did not answer: its election does not use up attempts.
+                now = trio.current_time()
+                if leaderless_until is None:
+                    leaderless_until = now + LEADER_WAIT
+                if now < leaderless_until:
+                    attempt -= 1
+                    electing = True
+            error: Exception = exc
+        except (PermissionDeniedError, PayloadTooLargeError):
+            raise
+        except (RequestTimeout, NatsConnectionError) as exc:
+            if getattr(transport, "closed", False):
+                raise
+            error = exc
+        if attempt >= ACK_ATTEMPTS:
+            raise error
+        log.info(
+            "JetStream publish to %r failed (%s), retrying with the same Nats-Msg-Id %s",
+            subject,
+            error,
+            headers.get("Nats-Msg-Id"),
+        )
+        if electing:
+            await trio.sleep(_ELECTION_POLL)
+        else:
+            await trio.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
+
+
 async def pub(
     conn: Conn,
     event_type: str,
