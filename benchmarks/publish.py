@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import realistic  # noqa: E402
+import realistic
 
 SUBJECT = "user.created.v1"
 

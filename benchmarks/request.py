@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import realistic  # noqa: E402
+import realistic
 
 ASK = "user.lookup.v1"
 ANSWER = "user.found.v1"

@@ -9,9 +9,9 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from core_support import Core
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from core_support import Core
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
