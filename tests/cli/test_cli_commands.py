@@ -167,8 +167,9 @@ async def test_a_failing_migration_exits_1_naming_the_file_and_reason(project: P
     result = await project.run("migrate")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "polyn: error: Error running migration file 1234_update.py - stream 'NOPE': "
-        "stream not found"
+        "polyn: error: Error running migration file 1234_update.py - step 1 of 1 "
+        "(update_stream NOPE): stream NOPE does not exist and no earlier step creates it. "
+        "Nothing was changed: every step is checked before any runs"
     )
     assert "Traceback" not in result.stderr
 

@@ -47,9 +47,8 @@ async def test_migrator_runs_pending_migrations_when_it_starts_and_answers_calls
 async def test_a_failing_migration_fails_the_start_with_the_migration_error(
     config: Config, names: Names, write_migration: WriteMigration
 ) -> None:
-    write_migration(
-        "1111_bad.py", f'def change(m):\n    m.update_stream(name="{names.stream()}")\n'
-    )
+    stream = names.stream()
+    write_migration("1111_bad.py", f'def change(m):\n    m.update_stream(name="{stream}")\n')
     tree = Supervisor([NatsConnection(), Migrator()])
     with pytest.raises(ActorError) as caught:
         async with tree.run(context={"config": config}):
@@ -58,8 +57,10 @@ async def test_a_failing_migration_fails_the_start_with_the_migration_error(
     while cause is not None and not isinstance(cause, MigrationError):
         cause = cause.__cause__
     assert cause is not None
-    assert str(cause).startswith("Error running migration file 1111_bad.py - stream ")
-    assert "stream not found" in str(cause)
+    assert str(cause).startswith(
+        f"Error running migration file 1111_bad.py - step 1 of 1 (update_stream {stream}): "
+        f"stream {stream} does not exist and no earlier step creates it."
+    )
 
 
 def test_run_is_a_one_line_deployment_entry(config: Config, names: Names, tmp_path: Path) -> None:
