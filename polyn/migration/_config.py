@@ -417,10 +417,14 @@ class ConsumerConfig(_Options):
 def _check_names(
     cls: type[StreamConfig] | type[ConsumerConfig], options: Mapping[str, Any]
 ) -> None:
-    valid = [field.name for field in attrs.fields(cls)]
+    fields = attrs.fields(cls)
+    valid = [field.name for field in fields]
     for key in options:
         if key not in valid:
             raise _unknown(cls._command, key, valid)
+    for field in fields:
+        if field.default is attrs.NOTHING and field.name not in options:
+            raise MigrationError(f"{cls._command}: {field.name} is required")
 
 
 def _unknown(command: str, key: object, valid: Sequence[str]) -> MigrationError:

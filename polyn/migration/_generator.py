@@ -28,20 +28,26 @@ from polyn.migration._files import find_migrations
 
 __all__ = ["generate_migration"]
 
-_TEMPLATE = '''"""Migration {name}: JetStream streams and consumers owned by this service.
+_TEMPLATE = '''"""Migration {name}: JetStream streams and consumers this service owns.
 
-Record commands on ``m``; ``polyn migrate`` runs them (``--dry-run`` checks them against the
-server first), ``polyn rollback`` reverses ``create_stream`` / ``create_consumer``. For anything
-else, write ``up(m)`` and ``down(m)`` instead of ``change(m)``. Options use JetStream's names;
-durations are in seconds. Example::
+Record commands on ``m``: ``polyn migrate`` runs them (``--dry-run`` checks
+them against the server first), ``polyn rollback`` reverses ``create_stream``
+and ``create_consumer``. For anything else, write ``up(m)`` and ``down(m)``
+instead of ``change(m)``. Options use JetStream's names; durations are in
+seconds. Example::
 
     m.create_stream(StreamConfig(name="ORDERS", subjects=["order.>"]))
-    m.create_consumer(ConsumerConfig(stream_name="ORDERS",
-                                     durable_name="<source_root>_order_placed_v1",
-                                     filter_subject="order.placed.v1"))
+    m.create_consumer(
+        ConsumerConfig(
+            stream_name="ORDERS",
+            durable_name="<source_root>_order_placed_v1",
+            filter_subject="order.placed.v1",
+        )
+    )
 
-``polyn gen migration NAME --stream ORDERS --subjects "order.>" --consumer order.placed.v1``
-writes these, with the durable name a PullConsumer or Pipeline of that type looks up.
+``polyn gen migration NAME --stream ORDERS --subjects "order.>"
+--consumer order.placed.v1`` writes these, with the durable name that a
+PullConsumer or Pipeline of that type looks up.
 """
 
 {imports}
@@ -63,17 +69,17 @@ _STREAM = """\
 """
 
 _CONSUMER = """\
-    # The durable consumer that a polyn.PullConsumer or polyn.Pipeline reads in
-    # service {source_root} for type = {event_type}{source_text}:
+    # The durable consumer a polyn.PullConsumer or polyn.Pipeline reads
+    # in service {source_root} for type = {event_type}{source_text}:
     # polyn.naming.consumer_name(type, config{source_arg}).
     m.create_consumer(
         ConsumerConfig(
             stream_name={stream},
             durable_name={durable},
             filter_subject={subject},
-            ack_policy="explicit",  # Polyn's consumers settle every message one by one
-            ack_wait=30,  # seconds before an unsettled message is delivered again
-            # max_deliver=10,  # deliveries before the server gives up on a message
+            ack_policy="explicit",  # Polyn settles each message by itself
+            ack_wait=30,  # seconds until an unsettled message comes again
+            # max_deliver=10,  # deliveries before the server gives up
         )
     )
 """
