@@ -250,6 +250,8 @@ def _configure_logging(verbose: bool, level_name: str | None = None) -> None:
         format="polyn: %(levelname)s: %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The NATS client's event loop runs in a thread of its own; its asyncio chatter is not ours.
+    logging.getLogger("asyncio").setLevel(max(level, logging.WARNING))
     if level > logging.INFO:
         # Connection trouble ends in one error line of its own; retries are noise here.
         logging.getLogger("polyn.nats").setLevel(logging.ERROR)
