@@ -111,7 +111,7 @@ def _json_type(value: Any) -> str:
 def _type_text(root: Any, schema: Any, seen: tuple[str, ...] = ()) -> str:
     schema, loop = _resolve(root, schema, seen)
     if loop is not None:
-        return f"see {loop}"
+        return f"{loop.rsplit('/', 1)[-1] or 'data'} (recursive)"
     if schema is True or schema == {}:
         return "any"
     if schema is False:

@@ -36,6 +36,7 @@ __all__ = [
 
 # The JetStream API prefix of the account (no JetStream domain: Polyn never sets one).
 _JS_API = "$JS.API"
+_STORE_PREFIXES = ("$KV.", "$O.")
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -98,7 +99,11 @@ def _durable(stream: str, config: Mapping[str, Any]) -> Durable | None:
 
 
 async def read_server(transport: Transport) -> tuple[list[Stream], list[Durable]]:
-    """The streams of the server's account and their durable consumers (read-only)."""
+    """The streams of the server's account and their durable consumers (read-only).
+
+    The streams behind key-value buckets and object stores (subjects ``$KV.…`` / ``$O.…``)
+    hold no events and are left out.
+    """
     streams: list[Stream] = []
     durables: list[Durable] = []
     for name in sorted(await transport.stream_names()):
@@ -106,7 +111,10 @@ async def read_server(transport: Transport) -> tuple[list[Stream], list[Durable]
             info = await transport.stream_info(name)
         except StreamError:
             continue  # deleted while we looked
-        streams.append(_stream({**info.config, "name": info.name}))
+        stream = _stream({**info.config, "name": info.name})
+        if stream.subjects and all(s.startswith(_STORE_PREFIXES) for s in stream.subjects):
+            continue  # a key-value bucket or object store (the schemas'), not events
+        streams.append(stream)
         for consumer in await _consumer_names(transport, name):
             try:
                 consumer_info = await transport.consumer_info(name, consumer)
