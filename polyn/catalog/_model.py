@@ -127,9 +127,7 @@ class Service:
     name: str
     domain: str = attrs.field()
     origin: str = attrs.field(default="")
-    receivers: tuple[Receiver, ...] = attrs.field(
-        default=(), converter=_sorted_tuple, order=False
-    )
+    receivers: tuple[Receiver, ...] = attrs.field(default=(), converter=_sorted_tuple, order=False)
     senders: tuple[Sender, ...] = attrs.field(default=(), converter=_sorted_tuple)
 
 

@@ -201,8 +201,7 @@ def load_app(target: str) -> App:
         value = value()
     if not isinstance(value, App):
         raise PolynError(
-            f"--app {target} is {type(value).__name__}, not a polyn.App or a function "
-            "returning one"
+            f"--app {target} is {type(value).__name__}, not a polyn.App or a function returning one"
         )
     return value
 

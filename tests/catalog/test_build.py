@@ -16,7 +16,6 @@ from polyn.app import App
 from polyn.catalog import (
     Catalog,
     Durable,
-    Stream,
     build_catalog,
     event_views,
     inspect_app,
@@ -142,8 +141,13 @@ def test_an_app_is_read_from_its_declarations_without_starting_anything() -> Non
     service = inspect_app(app)
     assert service.name == "orders.web"
     assert [(r.actor, r.kind, r.subject, r.durable, r.stream) for r in service.receivers] == [
-        ("Books", "pipeline", "payment.captured.v1", "orders_web_ledger_payment_captured_v1",
-         "PAYMENTS"),
+        (
+            "Books",
+            "pipeline",
+            "payment.captured.v1",
+            "orders_web_ledger_payment_captured_v1",
+            "PAYMENTS",
+        ),
         ("Watcher", "subscriber", "order.*.v1", None, None),
     ]
     # The durable name is the one the Pipeline looks up when it starts.
@@ -291,9 +295,7 @@ def test_a_version_page_shows_both_tables_and_the_verdict(tmp_path: Path) -> Non
 
 def test_the_index_warns_about_declarations_without_schemas(tmp_path: Path) -> None:
     app = App(Config(domain="com.acme", source_root="web"), [Helper()])
-    catalog = trio.run(
-        lambda: build_catalog(app.config, schemas_dir=ROOT / "schemas", apps=[app])
-    )
+    catalog = trio.run(lambda: build_catalog(app.config, schemas_dir=ROOT / "schemas", apps=[app]))
     write_catalog(catalog, tmp_path)
     index = (tmp_path / "index.html").read_text()
     assert "web (Helper) declares that it sends order.cancelled.v1, which has no schema" in index
