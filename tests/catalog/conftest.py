@@ -1,4 +1,4 @@
-"""Fixtures of the catalogue's tests: the example shop's server, and catalogues built from it.
+"""Fixtures of the catalogue's tests: the example shop's server, and its catalogue.
 
 ``shop_url`` (session) is a nats-server of these tests' own, prepared as ``python -m
 examples.shop`` prepares one (the repository's ``schemas/`` loaded into the bucket, its
@@ -8,24 +8,16 @@ read exactly as ``polyn catalog --app examples.shop.service:app`` reads it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
+from catalog_support import read_shop_catalog
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from examples.shop.demo import prepare_nats  # noqa: E402
-from examples.shop.service import make_config  # noqa: E402
-from polyn.catalog import Catalog, build_catalog  # noqa: E402
-from polyn.migration import open_transport  # noqa: E402
-from polyn.server import NatsServer  # noqa: E402
-
-SHOP_APP = "examples.shop.service:app"
+from examples.shop.demo import prepare_nats
+from examples.shop.service import make_config
+from polyn.catalog import Catalog
+from polyn.server import NatsServer
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +26,6 @@ def shop_url() -> Iterator[str]:
     with NatsServer() as server:
         trio.run(prepare_nats, make_config(server.url), lambda line: None)
         yield server.url
-
-
-async def read_shop_catalog(url: str) -> Catalog:
-    config = make_config(url)
-    async with open_transport(config) as transport:
-        return await build_catalog(config, transport=transport, apps=[SHOP_APP])
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHOP_APP
+from catalog_support import ROOT, SHOP_APP
 
 from polyn.cli import main
 

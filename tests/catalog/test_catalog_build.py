@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import ROOT, SHOP_APP, read_shop_catalog
+from catalog_support import ROOT, SHOP_APP, SHOP_EVENTS, read_shop_catalog
 
 from polyn import naming
 from polyn.actors import Actor, Supervisor
@@ -29,8 +29,6 @@ from polyn.event import Event
 from polyn.nats import Message, NatsConnection
 from polyn.pipeline import Pipeline
 from polyn.subscriber import Subscriber
-
-SHOP_EVENTS = ["order.placed.v1", "payment.captured.v1", "stock.reported.v1", "stock.requested.v1"]
 
 
 def test_the_shop_catalogue_reads_the_servers_schemas_streams_and_consumers(

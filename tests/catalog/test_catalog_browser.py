@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 from browser_support import artifact_path, report_artifact
+from catalog_support import SHOP_EVENTS
 
 from polyn.catalog import Catalog, CatalogServer, write_catalog
 
 pytestmark = pytest.mark.browser
-
-SHOP_EVENTS = ["order.placed.v1", "payment.captured.v1", "stock.reported.v1", "stock.requested.v1"]
 
 
 @pytest.fixture(scope="module")
