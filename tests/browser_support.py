@@ -7,6 +7,10 @@ fresh user-data-dir, and the flags that keep it from reaching the network by its
 are served on loopback by an HTTP server thread, never opened as ``file://``, so they load as
 users see them.
 
+Tests marked ``browser`` run after all the others (``tests/conftest.py`` orders them): while
+Playwright's sync API keeps the browser open, the main thread looks as if an asyncio loop were
+running in it, and a test that runs an asyncio loop of its own could not start one.
+
 Outside CI a test that needs the browser is skipped when Chromium or Playwright is missing, with
 the remedy in the reason; with ``CI=true`` it fails instead, so CI cannot pass by skipping.
 

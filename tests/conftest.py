@@ -63,6 +63,17 @@ def names() -> Names:
     return Names()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests run last. While Playwright's sync API has the session's browser open, the
+    # main thread looks as if an asyncio loop were running in it (its loop runs in a greenlet),
+    # so a later test that runs an asyncio loop of its own would fail to start it.
+    def uses_browser(item: pytest.Item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        return item.get_closest_marker("browser") is not None or "browser_context" in fixtures
+
+    items.sort(key=uses_browser)
+
+
 @pytest.fixture(scope="session")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium for the session (a Playwright persistent context on a fresh
