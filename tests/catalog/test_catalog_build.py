@@ -289,6 +289,7 @@ def test_a_version_page_shows_both_tables_and_the_verdict(tmp_path: Path) -> Non
         assert page.count('<table class="schema"') == 3  # its own, and both side by side
         assert "<code>#/properties/gone: property removed</code>" in page
         assert "is <strong>not</strong> backwards compatible" in page
+        assert "Built from the schema's types. The whole CloudEvent" in page
 
 
 def test_the_index_warns_about_declarations_without_schemas(tmp_path: Path) -> None:
