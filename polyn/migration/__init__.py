@@ -38,7 +38,12 @@ clamped. The rules of a run are in :func:`migrate`'s module, ``polyn.migration._
 
 Decisions where the protocol is silent: ``run`` is synchronous (it starts its own trio run;
 inside trio use :func:`run_async`); a rollback with nothing recorded does nothing; a migration
-with no commands is not recorded (as in Elixir); files are read before any command runs.
+with no commands is not recorded (as in Elixir); files are read and every step of the run is
+checked before any command runs, so a problem in a later migration stops the earlier ones too;
+the migration lock is the key ``_lock.<source_root>`` of the bucket (:func:`lock_key`), which no
+record key can be; a consumer created without ``ack_policy`` gets ``"explicit"``, as Elixir's
+does; the :class:`Migrator` answers a failed call with a result carrying the error instead of
+crashing.
 """
 
 from __future__ import annotations
