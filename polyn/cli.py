@@ -275,7 +275,10 @@ def _log_options() -> argparse.ArgumentParser:
     # Also accepted after the subcommand; SUPPRESS keeps the top-level value when absent.
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
-        "--log-level", choices=_LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        "--log-level",
+        choices=_LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="log level (default warning; debug adds the traceback of a failure)",
     )
     return options
 
