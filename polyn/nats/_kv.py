@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 
 from polyn.errors import NatsConnectionError, PermissionDeniedError, PolynError, RequestTimeout
+from polyn.nats import kv_cas
 from polyn.nats._bridge import Inbox, LoopThread
 from polyn.nats._errors import translate
 from polyn.nats.transport import KvEntry, KvWatch
@@ -158,6 +159,17 @@ class KeyValueClient:
             return revision
 
         return await self._run_kv(put, bucket)
+
+    async def kv_create_key(self, bucket: str, key: str, value: bytes) -> int:
+        """Store ``value`` only if ``key`` is missing; see :func:`polyn.nats.kv_cas.create_key`."""
+        return await self._run_kv(lambda kv: kv_cas.create_key(kv, bucket, key, value), bucket)
+
+    async def kv_update(self, bucket: str, key: str, value: bytes, last_revision: int) -> int:
+        """Store ``value`` only if ``key`` is still at ``last_revision``; see
+        :func:`polyn.nats.kv_cas.update_key`."""
+        return await self._run_kv(
+            lambda kv: kv_cas.update_key(kv, bucket, key, value, last_revision), bucket
+        )
 
     async def kv_delete(self, bucket: str, key: str) -> None:
         async def delete(kv: Any) -> None:
