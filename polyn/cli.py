@@ -41,11 +41,12 @@ returning the exit code (``handler``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -234,18 +235,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handler: Callable[[argparse.Namespace], int] = args.handler
-    _configure_logging(args.verbose, getattr(args, "log_level", None))
-    try:
-        return handler(args)
-    except PolynError as exc:
-        print(f"polyn: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("polyn: interrupted", file=sys.stderr)
-        return 130
+    # The command's logging set-up is the process's only while the command runs: main() called
+    # from a program (or a test) leaves the caller's loggers as they were.
+    with _logging_for_command(args.verbose, getattr(args, "log_level", None)):
+        try:
+            return handler(args)
+        except PolynError as exc:
+            print(f"polyn: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("polyn: interrupted", file=sys.stderr)
+            return 130
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+_COMMAND_LOGGERS = ("asyncio", "polyn.nats", "polyn.actors")
+
+
+@contextlib.contextmanager
+def _logging_for_command(verbose: bool, level_name: str | None = None) -> Iterator[None]:
+    """Configure logging for one command and put everything back as it was afterwards.
+
+    ``basicConfig`` and the levels set here are process-wide: without the restore, a program
+    (or a test) calling :func:`main` in-process would keep ``polyn.nats`` at ``ERROR`` and
+    ``polyn.actors`` at ``CRITICAL`` for the rest of its life.
+    """
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers))
+    saved = {name: logging.getLogger(name).level for name in _COMMAND_LOGGERS}
+    try:
+        _configure_logging(verbose, level_name)
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        for handler in root.handlers[:]:
+            if handler not in saved_root[1]:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(saved_root[0])
 
 
 def _configure_logging(verbose: bool, level_name: str | None = None) -> None:

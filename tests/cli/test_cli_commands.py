@@ -366,12 +366,8 @@ async def test_a_start_up_failure_is_one_line_with_one_traceback_only_at_debug(
 def test_migrate_rollback_and_status_run_through_the_migrator_actor(
     tmp_path: Path, nats_url: str, names: Names, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from polyn import cli
+    from polyn.cli import main
     from polyn.migration import MigrateRequest, Migrator, StatusRequest
-
-    # In this process: the command's logging set-up would outlive the test.
-    monkeypatch.setattr(cli, "_configure_logging", lambda *args: None)
-    main = cli.main
 
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     (tmp_path / "migrations").mkdir()
