@@ -16,6 +16,7 @@ from polyn.nats.connection import (
 from polyn.nats.message import Message, Metadata
 from polyn.nats.nats_transport import ConnectionState, NatsTransport, PayloadTooLargeError
 from polyn.nats.transport import (
+    CombinedTransport,
     ConsumerInfo,
     JetStreamAdmin,
     KeyValue,
@@ -29,6 +30,7 @@ from polyn.nats.transport import (
 )
 
 __all__ = [
+    "CombinedTransport",
     "ConnectionState",
     "ConsumerInfo",
     "JetStreamAdmin",

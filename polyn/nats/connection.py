@@ -5,6 +5,14 @@ and consumers call the transport object directly (no mailbox hop per message), f
 ``transport_for("nats")``. The sandbox (``polyn.testing``) plugs in through one hook,
 :func:`set_transport_override`, consulted first.
 
+One resolution point for all three parts of the seam: ``transport_for`` returns a whole
+:class:`~polyn.nats.Transport` (messaging, JetStream administration, key-value), and each caller
+uses the part it needs (annotate with :class:`~polyn.nats.Messaging`,
+:class:`~polyn.nats.JetStreamAdmin` or :class:`~polyn.nats.KeyValue` to say which). The real
+transport is the three in one object; the sandbox's hook returns a
+:class:`~polyn.nats.CombinedTransport` of its in-memory messaging, its snapshot of the server's
+definitions and the real server's buckets, so the parts can differ without a second lookup.
+
 Example::
 
     app = polyn.App(config, children=[NatsConnection(), ...])
@@ -58,7 +66,8 @@ def set_transport_override(hook: TransportOverride | None) -> None:
     """Install (or with None remove) the hook :func:`transport_for` consults first.
 
     It is per trio run (a ``RunVar``), so two runs never see each other's hook. The sandbox
-    installs one that returns the calling test's ``MockNats``; production code never calls this.
+    installs one that returns the calling test's ``SandboxTransport``; production code never
+    calls this.
     """
     _override.set(hook)
 

@@ -5,9 +5,10 @@ flush, JetStream publish, fetch, acknowledgements: the hot paths), :class:`JetSt
 (streams, consumers, listing: start-up checks and migrations) and :class:`KeyValue` (buckets:
 the schema store, JSON stores, the migrations record). :class:`Transport` is the three together,
 what ``transport_for(conn)`` returns. :class:`polyn.nats.NatsTransport` is the real one over
-nats-py; in the test sandbox, messaging is ``polyn.testing.MockNats`` (in memory),
-administration a snapshot of the real server's definitions and key-value the real server. The
-real transport and the sandbox pass the same behaviour tests.
+nats-py, all three in one object; :class:`CombinedTransport` puts a transport together from
+three separate parts, as the test sandbox does: messaging is ``polyn.testing.MockNats`` (in
+memory), administration a snapshot of the real server's definitions and key-value the real
+server. The real transport and the sandbox pass the same behaviour tests.
 
 Everything here is plain data and trio: subscriptions and watches are trio receive channels,
 stream and consumer configurations are dicts spelled as JetStream's API spells them (and as
@@ -17,7 +18,7 @@ rather than the API's nanoseconds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
@@ -26,6 +27,7 @@ import trio
 from polyn.nats.message import Message
 
 __all__ = [
+    "CombinedTransport",
     "ConsumerInfo",
     "JetStreamAdmin",
     "KeyValue",
@@ -235,7 +237,6 @@ class JetStreamAdmin(Protocol):
 class KeyValue(Protocol):
     """Key-value buckets (schemas, JSON stores, the migrations record): always the real server."""
 
-
     async def kv_create(
         self,
         bucket: str,
@@ -280,3 +281,168 @@ class Transport(Messaging, JetStreamAdmin, KeyValue, Protocol):
     """Every NATS operation Polyn needs: :class:`Messaging`, :class:`JetStreamAdmin` and
     :class:`KeyValue`. Layer 4 holds one (``transport_for(conn)``) and each part of it uses
     only the protocol it needs."""
+
+
+class CombinedTransport:
+    """A :class:`Transport` put together from its three parts.
+
+    Each call goes to the part that implements it: ``messaging`` (a :class:`Messaging`),
+    ``admin`` (a :class:`JetStreamAdmin`) and ``kv`` (a :class:`KeyValue`). The sandbox's
+    transport is one (in-memory messaging, a snapshot of the server's definitions, the real
+    server's buckets); the real :class:`~polyn.nats.NatsTransport` is all three itself.
+
+    The messaging calls return the part's own coroutine (no extra frame on the hot path).
+
+    Example::
+
+        transport = CombinedTransport(messaging=mock, admin=snapshot_view, kv=real)
+        await transport.publish("greeting.v1", b"{}")       # the mock
+        await transport.stream_names("greeting.v1")          # the snapshot
+    """
+
+    def __init__(self, messaging: Messaging, admin: JetStreamAdmin, kv: KeyValue) -> None:
+        self.messaging = messaging
+        self.admin = admin
+        self.kv = kv
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} messaging={self.messaging!r} admin={self.admin!r} "
+            f"kv={self.kv!r}>"
+        )
+
+    # -- Messaging ------------------------------------------------------------------------------
+
+    @property
+    def connected_url(self) -> str | None:
+        return self.messaging.connected_url
+
+    @property
+    def max_payload(self) -> int:
+        return self.messaging.max_payload
+
+    def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        reply_to: str | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        return self.messaging.publish(subject, data, headers=headers, reply_to=reply_to)
+
+    def request(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> Coroutine[Any, Any, Message]:
+        return self.messaging.request(subject, data, headers=headers, timeout=timeout)
+
+    def subscribe(
+        self, subject: str, *, queue: str | None = None, max_pending: int = 65_536
+    ) -> Coroutine[Any, Any, Subscription]:
+        return self.messaging.subscribe(subject, queue=queue, max_pending=max_pending)
+
+    def flush(self, timeout: float = 5.0) -> Coroutine[Any, Any, None]:
+        return self.messaging.flush(timeout)
+
+    def js_publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> Coroutine[Any, Any, PubAck]:
+        return self.messaging.js_publish(subject, data, headers=headers, timeout=timeout)
+
+    def fetch(
+        self,
+        stream: str,
+        consumer: str,
+        batch: int,
+        *,
+        expires: float | None = None,
+        no_wait: bool = False,
+    ) -> Coroutine[Any, Any, list[Message]]:
+        return self.messaging.fetch(stream, consumer, batch, expires=expires, no_wait=no_wait)
+
+    def enqueue_ack(self, subject: str, body: bytes) -> None:
+        self.messaging.enqueue_ack(subject, body)
+
+    def ack_and_wait(self, subject: str, body: bytes, timeout: float) -> Coroutine[Any, Any, None]:
+        return self.messaging.ack_and_wait(subject, body, timeout)
+
+    # -- JetStreamAdmin -------------------------------------------------------------------------
+
+    def stream_names(self, subject: str | None = None) -> Coroutine[Any, Any, list[str]]:
+        return self.admin.stream_names(subject)
+
+    def stream_info(self, name: str) -> Coroutine[Any, Any, StreamInfo]:
+        return self.admin.stream_info(name)
+
+    def create_stream(self, config: Mapping[str, Any]) -> Coroutine[Any, Any, StreamInfo]:
+        return self.admin.create_stream(config)
+
+    def update_stream(self, config: Mapping[str, Any]) -> Coroutine[Any, Any, StreamInfo]:
+        return self.admin.update_stream(config)
+
+    def delete_stream(self, name: str) -> Coroutine[Any, Any, None]:
+        return self.admin.delete_stream(name)
+
+    def consumer_info(self, stream: str, consumer: str) -> Coroutine[Any, Any, ConsumerInfo]:
+        return self.admin.consumer_info(stream, consumer)
+
+    def create_consumer(
+        self, stream: str, config: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, ConsumerInfo]:
+        return self.admin.create_consumer(stream, config)
+
+    def delete_consumer(self, stream: str, consumer: str) -> Coroutine[Any, Any, None]:
+        return self.admin.delete_consumer(stream, consumer)
+
+    # -- KeyValue -------------------------------------------------------------------------------
+
+    def kv_create(
+        self,
+        bucket: str,
+        *,
+        replicas: int = 1,
+        history: int = 1,
+        description: str | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        return self.kv.kv_create(
+            bucket, replicas=replicas, history=history, description=description
+        )
+
+    def kv_get(self, bucket: str, key: str) -> Coroutine[Any, Any, KvEntry | None]:
+        return self.kv.kv_get(bucket, key)
+
+    def kv_put(self, bucket: str, key: str, value: bytes) -> Coroutine[Any, Any, int]:
+        return self.kv.kv_put(bucket, key, value)
+
+    def kv_create_key(self, bucket: str, key: str, value: bytes) -> Coroutine[Any, Any, int]:
+        return self.kv.kv_create_key(bucket, key, value)
+
+    def kv_update(
+        self, bucket: str, key: str, value: bytes, last_revision: int
+    ) -> Coroutine[Any, Any, int]:
+        return self.kv.kv_update(bucket, key, value, last_revision)
+
+    def kv_delete(self, bucket: str, key: str) -> Coroutine[Any, Any, None]:
+        return self.kv.kv_delete(bucket, key)
+
+    def kv_keys(self, bucket: str) -> Coroutine[Any, Any, list[str]]:
+        return self.kv.kv_keys(bucket)
+
+    def kv_entries(self, bucket: str) -> Coroutine[Any, Any, dict[str, bytes]]:
+        return self.kv.kv_entries(bucket)
+
+    def kv_watch(self, bucket: str) -> Coroutine[Any, Any, KvWatch]:
+        return self.kv.kv_watch(bucket)
+
+    def kv_delete_bucket(self, bucket: str) -> Coroutine[Any, Any, None]:
+        return self.kv.kv_delete_bucket(bucket)

@@ -1,12 +1,15 @@
 """Layer 6: test your Polyn service against an in-memory NATS, per test.
 
-- :class:`MockNats`: the in-memory :class:`~polyn.nats.Transport` (core NATS, request / reply,
-  JetStream streams and durable pull consumers on trio's clock), whose stream, consumer and
-  bucket *definitions* come from a real nats-server, as the Polyn protocol requires.
+- :class:`SandboxTransport`: the transport a sandboxed test's code gets from
+  :func:`polyn.nats.transport_for`, made of three parts: :class:`MockNats` (messaging in memory:
+  core NATS, request / reply, JetStream streams and durable pull consumers on trio's clock), a
+  :class:`~polyn.testing.snapshot.SnapshotAdmin` (the real nats-server's stream and consumer
+  *definitions*, read once, as the Polyn protocol requires) and the real server's key-value
+  buckets.
 - :class:`Sandbox`: the per-trio-run registry that maps each test's task (and the tasks beneath
-  it, and tasks it allows) to its ``MockNats``, plugged into :func:`polyn.nats.transport_for`.
-  ``sandbox.config(...)`` points an App's config at the server the sandbox wraps, and
-  ``sandbox.run(app)`` runs the App (``app.run()``, safe on virtual time).
+  it, and tasks it allows) to its ``SandboxTransport``, plugged into
+  :func:`polyn.nats.transport_for`. ``sandbox.config(...)`` points an App's config at the server
+  the sandbox wraps, and ``sandbox.run(app)`` runs the App (``app.run()``, safe on virtual time).
 - ``polyn.testing.plugin``: the pytest plugin (loaded through the ``pytest11`` entry point when
   polyn is installed): fixtures ``nats_server``, ``polyn_config``, ``polyn_schemas`` and
   ``polyn_sandbox``. It never switches the sandbox on by itself: only a test that requests
@@ -21,7 +24,9 @@ Production code never imports this package.
 
 from __future__ import annotations
 
-from polyn.testing.mock_nats import MockNats, real_time
+from polyn.testing._real import real_time
+from polyn.testing.mock_nats import MockNats
 from polyn.testing.sandbox import DEADLETTER_PREFIX, Sandbox
+from polyn.testing.sandbox_transport import SandboxTransport
 
-__all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox", "real_time"]
+__all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox", "SandboxTransport", "real_time"]

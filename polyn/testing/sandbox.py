@@ -1,9 +1,10 @@
-"""The Sandbox: which test's :class:`~polyn.testing.MockNats` a trio task belongs to.
+"""The Sandbox: which test's transport (and :class:`~polyn.testing.MockNats`) a trio task uses.
 
 The registry lives in a trio ``RunVar`` (per trio run; a ``ContextVar`` would be copied into
 fixtures started before the sandbox exists). It maps each test's *test task* to that test's
-``MockNats``, and every task allowed with :meth:`Sandbox.allow` to the same mock. A task finds
-its mock by, in order:
+:class:`~polyn.testing.SandboxTransport` (in-memory messaging, a snapshot of the server's
+definitions, the real server's buckets), and every task allowed with :meth:`Sandbox.allow` to
+the same one. A task finds its sandbox by, in order:
 
 1. its own mapping (a test task, or a task allowed by one);
 2. its nearest mapped ancestor task (so everything started beneath the test task: actor trees,
@@ -18,9 +19,9 @@ run outside pytest-trio.
 
 The sandbox plugs into Polyn only through :func:`polyn.nats.set_transport_override`: while a
 test is registered in the run, :func:`polyn.nats.transport_for` returns the calling task's
-``MockNats`` for a connection name, a ref or a running tree's handle (a transport object passed
-explicitly is used as given). With no test registered the hook is removed: the sandbox is never
-on by itself.
+``SandboxTransport`` for a connection name, a ref or a running tree's handle (a transport object
+passed explicitly is used as given). With no test registered the hook is removed: the sandbox is
+never on by itself.
 
 A sandboxed App still starts its ``NatsConnection`` (so :meth:`Sandbox.config` points its
 ``servers`` at the server the sandbox wraps), but nothing it publishes or consumes goes through
@@ -56,7 +57,9 @@ from polyn.nats import (
     Transport,
     set_transport_override,
 )
-from polyn.testing.mock_nats import MockNats, real_time
+from polyn.testing._real import real_time
+from polyn.testing.mock_nats import MockNats
+from polyn.testing.sandbox_transport import SandboxTransport
 
 __all__ = ["DEADLETTER_PREFIX", "Sandbox"]
 
@@ -68,7 +71,7 @@ Task = trio.lowlevel.Task
 
 @attrs.define
 class _Entry:
-    mock: MockNats
+    transport: SandboxTransport
     allowed_by: Task | None  # None: this is a test task
 
 
@@ -118,8 +121,6 @@ async def _stop_all_but_connections(running: Running) -> None:
 
 
 def _hook(conn: object) -> Transport | None:
-    if isinstance(conn, MockNats):
-        return conn
     if not isinstance(conn, str | ActorRef) and not hasattr(conn, "whereis"):
         return None  # a transport passed explicitly is used as given
     registry = _get_registry()
@@ -128,30 +129,36 @@ def _hook(conn: object) -> Transport | None:
     return _resolve(registry, trio.lowlevel.current_task())
 
 
-def _resolve(registry: _Registry, task: Task) -> MockNats:
+def _resolve(registry: _Registry, task: Task) -> SandboxTransport:
     current: Task | None = task
     while current is not None:
         entry = registry.entries.get(current)
         if entry is not None:
-            return entry.mock
+            return entry.transport
         nursery = current.parent_nursery
         current = nursery.parent_task if nursery is not None else None
     tests = registry.tests()
     if not registry.async_mode and len(tests) == 1:
-        return tests[0][1].mock
+        return tests[0][1].transport
     raise _no_mock_error(task)
 
 
 class Sandbox:
-    """One test's sandbox: its :class:`MockNats` (``.mock``), its ``test_task``, and helpers to
-    read what the test published. The static methods operate on the registry of the current
-    trio run.
+    """One test's sandbox: its transport (``.transport``, what ``transport_for`` gives the
+    test's code), its :class:`MockNats` (``.mock``, the in-memory messaging), its ``test_task``,
+    and helpers to read what the test published. The static methods operate on the registry of
+    the current trio run.
 
     Create one with :meth:`start` (or the ``polyn_sandbox`` pytest fixture).
     """
 
-    def __init__(self, mock: MockNats, test_task: Task, url: str | None = None) -> None:
-        self.mock = mock
+    def __init__(
+        self, transport: SandboxTransport, test_task: Task, url: str | None = None
+    ) -> None:
+        self.transport = transport
+        """The test's :class:`SandboxTransport`: messaging, administration and key-value."""
+        self.mock = transport.mock
+        """The test's :class:`MockNats` (``messages``, ``subscriptions``)."""
         self.test_task = test_task
         self.url = url
         """The URL of the real server the sandbox wraps (None for a mock without one)."""
@@ -162,8 +169,12 @@ class Sandbox:
     # -- the registry -------------------------------------------------------------------------
 
     @staticmethod
-    def setup_test(test_task: Task, mock: MockNats) -> None:
-        """Register ``test_task`` as a test using ``mock``; switches the transport hook on."""
+    def setup_test(test_task: Task, mock: SandboxTransport | MockNats) -> None:
+        """Register ``test_task`` as a test using ``mock``; switches the transport hook on.
+
+        A bare :class:`MockNats` is put into a :class:`SandboxTransport` without a server.
+        """
+        transport = mock if isinstance(mock, SandboxTransport) else SandboxTransport(mock=mock)
         registry = _get_registry()
         entry = registry.entries.get(test_task)
         if entry is not None:
@@ -171,7 +182,7 @@ class Sandbox:
                 f"task {_describe(test_task)} is already associated with a running test's "
                 "MockNats; tear that test down first"
             )
-        registry.entries[test_task] = _Entry(mock, None)
+        registry.entries[test_task] = _Entry(transport, None)
         set_transport_override(_hook)
 
     @staticmethod
@@ -201,7 +212,7 @@ class Sandbox:
             )
         existing = registry.entries.get(task)
         if existing is not None:
-            if existing.mock is owner.mock:
+            if existing.transport is owner.transport:
                 return
             other = existing.allowed_by or task
             raise SandboxError(
@@ -209,7 +220,7 @@ class Sandbox:
                 f"which is already associated with a running test (task {_describe(other)}). "
                 "A task can use one test's MockNats only: start a separate task for each test."
             )
-        registry.entries[task] = _Entry(owner.mock, test_task)
+        registry.entries[task] = _Entry(owner.transport, test_task)
 
     @staticmethod
     def set_async_mode(enabled: bool) -> None:
@@ -225,12 +236,12 @@ class Sandbox:
     @staticmethod
     def mapped_tasks() -> dict[Task, MockNats]:
         """Every mapped task (tests and allowed tasks) and its mock, in this trio run."""
-        return {task: entry.mock for task, entry in _get_registry().entries.items()}
+        return {task: entry.transport.mock for task, entry in _get_registry().entries.items()}
 
     @staticmethod
     def mock_for(task: Task | None = None) -> MockNats:
         """The MockNats of ``task`` (default: the calling task), or SandboxError."""
-        return _resolve(_get_registry(), task or trio.lowlevel.current_task())
+        return _resolve(_get_registry(), task or trio.lowlevel.current_task()).mock
 
     # -- one test's sandbox -------------------------------------------------------------------
 
@@ -261,16 +272,16 @@ class Sandbox:
                 owned = await NatsTransport.connect(real)
             real = owned
         try:
-            mock = MockNats(real, schemas=schemas, schema_bucket=schema_bucket)
+            transport = SandboxTransport(real, schemas=schemas, schema_bucket=schema_bucket)
             if real is not None:
-                await mock.snapshot()
-            Sandbox.setup_test(task, mock)
+                await transport.refresh()
+            Sandbox.setup_test(task, transport)
             try:
-                yield cls(mock, task, url)
+                yield cls(transport, task, url)
             finally:
                 Sandbox.teardown_test(task)
                 with trio.CancelScope(shield=True):
-                    await mock.aclose()
+                    await transport.aclose()
         finally:
             if owned is not None:
                 with trio.CancelScope(shield=True), real_time():
@@ -338,8 +349,13 @@ class Sandbox:
 
     async def refresh(self) -> None:
         """Re-read the server's streams and consumers, after the test changed them some other
-        way than through this sandbox's mock (which keeps its snapshot current itself)."""
-        await self.mock.snapshot()
+        way than through this sandbox's transport (which keeps its snapshot current itself)."""
+        await self.transport.refresh()
+
+    @property
+    def real(self) -> Transport | None:
+        """The real transport whose server the sandbox wraps (``None`` without one)."""
+        return self.transport.real
 
     def allow_task(self, task: Task) -> None:
         """``Sandbox.allow(self.test_task, task)``."""

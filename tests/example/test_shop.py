@@ -51,8 +51,7 @@ from polyn.errors import ValidationError
 from polyn.event import Event
 from polyn.nats import NatsTransport
 from polyn.publish import pub, request
-from polyn.testing import Sandbox
-from polyn.testing.mock_nats import real_time
+from polyn.testing import Sandbox, real_time
 
 CHARGED = [oid for oid, customer, _ in ORDERS if customer not in DECLINED_CUSTOMERS]
 DECLINED = [oid for oid, customer, _ in ORDERS if customer in DECLINED_CUSTOMERS]
@@ -88,7 +87,8 @@ async def test_orders_are_charged_receipted_and_booked_and_bad_ones_dead_lettere
     async with shop(shop_server, polyn_schemas) as s:
         expected = await place_orders(s.running, lambda line: None)
         assert await wait_until_done(s.journal, s.letters, expected) == []
-        streams = {"ORDERS": (await polyn_sandbox.mock.stream_info("ORDERS")).state["messages"]}
+        orders = await polyn_sandbox.transport.stream_info("ORDERS")
+        streams = {"ORDERS": orders.state["messages"]}
     journal = s.journal
     assert expected == Expected(published=12, invalid=3, charged=8, declined=1)
     assert journal.charged == CHARGED  # a PullConsumer handles orders one at a time, in order
@@ -112,7 +112,7 @@ async def test_orders_are_charged_receipted_and_booked_and_bad_ones_dead_lettere
     assert json.loads(letters[-1].data)["data"]["order_id"] == DECLINED[0]
 
     # The sandbox kept all of it away from the real server.
-    real = polyn_sandbox.mock.real
+    real = polyn_sandbox.real
     assert isinstance(real, NatsTransport)
     with real_time():
         for stream in ("ORDERS", "PAYMENTS", "DEADLETTERS"):

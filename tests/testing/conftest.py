@@ -1,7 +1,8 @@
 """Fixtures of the sandbox tests.
 
 ``transport`` runs a test three times: against the real :class:`~polyn.nats.NatsTransport`,
-against a :class:`~polyn.testing.MockNats` wrapping one, and against that mock on virtual time
+against the sandbox's :class:`~polyn.testing.SandboxTransport` (``MockNats`` messaging, a
+snapshot of that server's definitions, its real buckets), and against that on virtual time
 (``MockClock(autojump_threshold=0)`` for the whole trio run; the mock pauses the autojump while
 it calls the real server). The behaviour suite thus holds the mock to the server wherever both
 are observable, and shows that its timing is trio's clock.
@@ -17,8 +18,7 @@ import trio
 import trio.testing
 
 from polyn.nats import NatsTransport, Transport
-from polyn.testing import MockNats
-from polyn.testing.mock_nats import real_time
+from polyn.testing import SandboxTransport, real_time
 
 VIRTUAL = "mock-virtual"
 
@@ -52,11 +52,12 @@ async def transport(nats_url: str, request: pytest.FixtureRequest) -> AsyncItera
         if request.param == "real":
             yield real
         else:
-            mock = MockNats(real)
+            sandboxed = SandboxTransport(real)
+            await sandboxed.refresh()
             try:
-                yield mock
+                yield sandboxed
             finally:
-                await mock.aclose()
+                await sandboxed.aclose()
     finally:
         with real_time():
             await real.close()

@@ -14,8 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polyn.errors import NamingError, NatsConnectionError, SandboxError, StreamError
-from polyn.nats import NatsTransport, PayloadTooLargeError
-from polyn.testing import MockNats
+from polyn.nats import (
+    JetStreamAdmin,
+    KeyValue,
+    Messaging,
+    NatsTransport,
+    PayloadTooLargeError,
+    Transport,
+)
+from polyn.testing import MockNats, SandboxTransport
 
 
 async def test_a_publish_is_recorded_and_delivered() -> None:  # case 123
@@ -80,7 +87,7 @@ async def test_publishes_are_checked_like_the_real_transport() -> None:
 
 
 async def test_without_a_real_server_definitions_live_in_memory_and_kv_is_refused() -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "ORDERS", "subjects": ["orders.>"]})
     await mock.create_consumer("ORDERS", {"durable_name": "w", "ack_policy": "explicit"})
     await mock.js_publish("orders.placed", b"1")
@@ -88,7 +95,7 @@ async def test_without_a_real_server_definitions_live_in_memory_and_kv_is_refuse
     with pytest.raises(SandboxError, match="needs a real NATS server"):
         await mock.kv_get("SOME_BUCKET", "key")
     with pytest.raises(SandboxError, match="needs a real NATS server"):
-        await mock.snapshot()
+        await mock.refresh()
 
 
 async def test_a_core_request_on_a_stream_subject_is_answered_by_the_stream(
@@ -96,9 +103,10 @@ async def test_a_core_request_on_a_stream_subject_is_answered_by_the_stream(
 ) -> None:
     real = await NatsTransport.connect(nats_url)
     try:
-        for transport in (real, MockNats(real)):
-            stream = names.stream() + ("_M" if isinstance(transport, MockNats) else "")
-            subject = names.subject("req") + ("m" if isinstance(transport, MockNats) else "")
+        for transport in (real, SandboxTransport(real)):
+            mocked = isinstance(transport, SandboxTransport)
+            stream = names.stream() + ("_M" if mocked else "")
+            subject = names.subject("req") + ("m" if mocked else "")
             await transport.create_stream({"name": stream, "subjects": [subject]})
             reply = await transport.request(subject, b"x", timeout=2)
             assert json.loads(reply.data) == {"stream": stream, "seq": 1}
@@ -107,7 +115,7 @@ async def test_a_core_request_on_a_stream_subject_is_answered_by_the_stream(
 
 
 async def test_workqueue_retention_removes_acked_messages() -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "JOBS", "subjects": ["jobs"], "retention": "workqueue"})
     await mock.create_consumer("JOBS", {"durable_name": "w", "ack_policy": "explicit"})
     await mock.js_publish("jobs", b"1")
@@ -118,7 +126,7 @@ async def test_workqueue_retention_removes_acked_messages() -> None:
 
 
 async def test_backoff_sets_the_redelivery_delays(autojump_clock: trio.testing.MockClock) -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "B", "subjects": ["b"]})
     await mock.create_consumer(
         "B", {"durable_name": "w", "ack_policy": "explicit", "backoff": [1, 10]}
@@ -132,7 +140,7 @@ async def test_backoff_sets_the_redelivery_delays(autojump_clock: trio.testing.M
 
 
 async def test_max_ack_pending_holds_back_new_messages() -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "P", "subjects": ["p"]})
     await mock.create_consumer(
         "P", {"durable_name": "w", "ack_policy": "explicit", "max_ack_pending": 2}
@@ -146,7 +154,7 @@ async def test_max_ack_pending_holds_back_new_messages() -> None:
 
 
 async def test_ack_policy_none_never_redelivers(autojump_clock: trio.testing.MockClock) -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "N", "subjects": ["n"]})
     await mock.create_consumer("N", {"durable_name": "w", "ack_policy": "none", "ack_wait": 1})
     await mock.js_publish("n", b"x")
@@ -189,7 +197,7 @@ async def test_routing_matches_the_real_server(
     delivered: dict[str, set[tuple[str, str]]] = {}
     real = await NatsTransport.connect(nats_url)
     try:
-        for transport in (real, MockNats(real)):
+        for transport in (real, MockNats()):
             subs = [(p, await transport.subscribe(f"{prefix}.{p}")) for p in pattern_list]
             for subject in subjects:
                 await transport.publish(f"{prefix}.{subject}", b"")
@@ -211,7 +219,7 @@ async def test_routing_matches_the_real_server(
 async def test_msg_id_deduplication_lasts_for_the_duplicate_window(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    mock = MockNats()
+    mock = SandboxTransport()
     await mock.create_stream({"name": "D", "subjects": ["d"], "duplicate_window": 60})
     id_1 = {"Nats-Msg-Id": "1"}
     assert (await mock.js_publish("d", b"x", headers=id_1)).seq == 1
@@ -221,3 +229,15 @@ async def test_msg_id_deduplication_lasts_for_the_duplicate_window(
     await trio.sleep(31)  # id 1 is 61 s old, id 2 31 s
     assert (await mock.js_publish("d", b"x", headers=id_1)).seq == 3
     assert (await mock.js_publish("d", b"y", headers={"Nats-Msg-Id": "2"})).duplicate
+
+
+def test_the_mock_is_messaging_only_and_the_sandbox_transport_is_all_three() -> None:
+    # Issue 18: MockNats fakes messaging; administration is the snapshot view, key-value the
+    # real server's, put together by the sandbox's transport.
+    mock = MockNats()
+    assert isinstance(mock, Messaging)
+    assert not isinstance(mock, JetStreamAdmin)
+    assert not isinstance(mock, KeyValue)
+    transport = SandboxTransport(mock=mock)
+    assert isinstance(transport, Transport)
+    assert transport.messaging is mock and transport.mock is mock

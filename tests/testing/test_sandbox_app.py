@@ -56,7 +56,7 @@ async def test_pub_goes_to_the_sandbox_and_never_to_the_server(
     try:
         on_server = await real.subscribe(event_type)
         async with make_app(nats_server, names).run() as running:
-            assert transport_for(running) is polyn_sandbox.mock
+            assert transport_for(running) is polyn_sandbox.transport
             await pub(running, event_type, {"name": "Ada"})
         (document,) = polyn_sandbox.published_json(event_type)
         assert document["type"] == f"com.test.{event_type}"
@@ -79,7 +79,7 @@ async def test_a_subscriber_handles_valid_events_and_dead_letters_invalid_ones(
     greeter = Greeter(send, subject=event_type, name="greeter")
     async with make_app(nats_server, names, greeter).run() as running:
         await pub(running, event_type, {"name": "Ada"})
-        await polyn_sandbox.mock.publish(event_type, b'{"not": "a cloud event"}')
+        await polyn_sandbox.transport.publish(event_type, b'{"not": "a cloud event"}')
         await pub(running, event_type, {"name": "Grace"})
         with trio.fail_after(5):
             first, second = await receive.receive(), await receive.receive()
@@ -96,11 +96,11 @@ async def test_pub_with_ack_is_stored_in_the_sandbox_stream(
 ) -> None:
     event_type = names.subject("user.created.v1")
     stream = names.stream()
-    await polyn_sandbox.mock.create_stream({"name": stream, "subjects": [names.subject(">")]})
+    await polyn_sandbox.transport.create_stream({"name": stream, "subjects": [names.subject(">")]})
     async with make_app(nats_server, names).run() as running:
         ack = await pub(running, event_type, {"name": "Ada"}, ack=True)
     assert ack is not None and (ack.stream, ack.seq, ack.duplicate) == (stream, 1, False)
-    assert (await polyn_sandbox.mock.stream_info(stream)).state["messages"] == 1
+    assert (await polyn_sandbox.transport.stream_info(stream)).state["messages"] == 1
     real = await NatsTransport.connect(nats_server)
     try:
         assert (await real.stream_info(stream)).state["messages"] == 0

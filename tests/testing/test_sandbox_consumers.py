@@ -57,9 +57,9 @@ class Service:
         self.schemas: dict[str, Any] = {self.type: ORDER_SCHEMA}
 
     async def create(self, **consumer_config: Any) -> None:
-        mock = self.sandbox.mock
-        await mock.create_stream({"name": self.stream, "subjects": [self.type]})
-        await mock.create_consumer(
+        transport = self.sandbox.transport
+        await transport.create_stream({"name": self.stream, "subjects": [self.type]})
+        await transport.create_consumer(
             self.stream,
             {"durable_name": self.consumer, "ack_policy": "explicit", **consumer_config},
         )
@@ -67,12 +67,12 @@ class Service:
     async def create_deadletter_stream(self) -> None:
         subject = "polyn.deadletter." + self.type
         config = {"name": self.deadletter_stream, "subjects": [subject]}
-        await self.sandbox.mock.create_stream(config)
+        await self.sandbox.transport.create_stream(config)
 
     async def delete(self) -> None:
         for stream in (self.stream, self.deadletter_stream):
             try:
-                await self.sandbox.mock.delete_stream(stream)
+                await self.sandbox.transport.delete_stream(stream)
             except Exception:  # never created
                 pass
 
@@ -84,14 +84,14 @@ class Service:
 
     async def real_stream_messages(self, stream: str | None = None) -> int:
         """How many messages the *server's* stream holds."""
-        real = self.sandbox.mock.real
+        real = self.sandbox.real
         assert isinstance(real, NatsTransport)
         with real_time():
             info = await real.stream_info(stream or self.stream)
         return int(info.state["messages"])
 
     async def settled(self) -> dict[str, int]:
-        info = await self.sandbox.mock.consumer_info(self.stream, self.consumer)
+        info = await self.sandbox.transport.consumer_info(self.stream, self.consumer)
         return {"pending": info.num_pending, "ack_pending": info.num_ack_pending}
 
 
@@ -141,7 +141,7 @@ async def test_events_published_with_ack_reach_the_sandboxed_consumer_and_never_
     await service.create()
     seen: list[tuple[int, int, float]] = []
     async with service.app(Recorder(seen, ack, type=service.type)) as running:
-        assert transport_for(running) is service.sandbox.mock
+        assert transport_for(running) is service.sandbox.transport
         acks = [await pub(running, service.type, {"n": n}, ack=True) for n in range(3)]
         await wait_until(lambda: len(seen) == 3)
         await wait_until_settled(service)
@@ -181,7 +181,7 @@ async def test_ack_nak_delayed_nak_term_and_redelivery_after_ack_wait_on_virtual
         return Ack.ACK
 
     seen: list[tuple[int, int, float]] = []
-    mock = service.sandbox.mock
+    mock = service.sandbox.transport
     wall = time.monotonic()
     async with service.app(Recorder(seen, decide, type=service.type)) as running:
         crossings = mock.crossings
@@ -229,7 +229,7 @@ async def test_a_failing_handler_reaches_max_failures_and_is_dead_lettered(
     assert poison is not None
     assert letter.headers["Polyn-Original-Id"] == json.loads(letter.data)["id"]
     # stored by the sandbox's dead-letter stream, not the server's
-    mock = service.sandbox.mock
+    mock = service.sandbox.transport
     assert (await mock.stream_info(service.deadletter_stream)).state["messages"] == 1
     assert await service.real_stream_messages(service.deadletter_stream) == 0
 
@@ -239,7 +239,7 @@ async def test_invalid_events_are_terminated_and_dead_lettered(
 ) -> None:
     await service.create()
     seen: list[tuple[int, int, float]] = []
-    mock = service.sandbox.mock
+    mock = service.sandbox.transport
     async with service.app(Recorder(seen, ack, type=service.type)) as running:
         await mock.js_publish(service.type, b"definitely not json")
         good = await pub(running, service.type, {"n": 1}, ack=True)
@@ -479,7 +479,7 @@ async def test_a_sandboxed_pipeline_handles_every_valid_event_once_and_dead_lett
             )
             await trio.sleep(600)  # ten minutes more: ack_wait, backoff, batch timeouts pass
             consumer = naming.consumer_name(PROPERTY_TYPE, PROPERTY_CONFIG)
-            info = await sandbox.mock.consumer_info(property_stream, consumer)
+            info = await sandbox.transport.consumer_info(property_stream, consumer)
         assert sorted(handled) == valid_ids
         assert sorted(m.data for m in sandbox.dead_letters(PROPERTY_TYPE)) == invalid
         assert (info.num_pending, info.num_ack_pending) == (0, 0)

@@ -19,7 +19,7 @@ from polyn.config import Config
 from polyn.errors import ActorError, NatsConnectionError
 from polyn.nats import NatsConnection, NatsTransport, transport_for
 from polyn.schema_store import SchemaStore
-from polyn.testing import MockNats, Sandbox
+from polyn.testing import MockNats, Sandbox, SandboxTransport
 from polyn.testing.plugin import read_schemas
 
 
@@ -33,7 +33,7 @@ async def publisher_in_a_fixture(polyn_sandbox: Sandbox, names: Names) -> AsyncI
 async def test_the_test_body_and_its_fixtures_use_the_test_mock(
     polyn_sandbox: Sandbox, publisher_in_a_fixture: None, names: Names
 ) -> None:
-    assert transport_for("nats") is polyn_sandbox.mock
+    assert transport_for("nats") is polyn_sandbox.transport
     await transport_for("nats").publish(names.subject("from.body"), b"body")
     assert [m.data for m in polyn_sandbox.published(names.subject("from.*"))] == [
         b"fixture",
@@ -64,7 +64,7 @@ async def test_definitions_are_a_snapshot_until_refresh(
         await real.create_consumer(stream, {"durable_name": "late", "ack_policy": "explicit"})
     finally:
         await real.close()
-    mock = polyn_sandbox.mock
+    mock = polyn_sandbox.transport
     assert await mock.stream_names(names.subject("x")) == []
     await polyn_sandbox.refresh()
     assert await mock.stream_names(names.subject("x")) == [stream]
@@ -77,7 +77,7 @@ async def test_management_through_the_mock_reaches_the_server(
     polyn_sandbox: Sandbox, nats_url: str, names: Names
 ) -> None:
     stream = names.stream()
-    await polyn_sandbox.mock.create_stream({"name": stream, "subjects": [names.subject(">")]})
+    await polyn_sandbox.transport.create_stream({"name": stream, "subjects": [names.subject(">")]})
     real = await NatsTransport.connect(nats_url)
     try:
         assert (await real.stream_info(stream)).subjects == [names.subject(">")]
@@ -88,7 +88,7 @@ async def test_management_through_the_mock_reaches_the_server(
 async def test_autojump_from_the_start_redelivers_after_ack_wait_without_waiting(
     polyn_sandbox: Sandbox, autojump_clock: trio.testing.MockClock, names: Names
 ) -> None:
-    mock = polyn_sandbox.mock
+    mock = polyn_sandbox.transport
     stream = names.stream()
     await mock.create_stream({"name": stream, "subjects": [names.subject(">")]})
     await mock.create_consumer(
@@ -109,7 +109,7 @@ async def test_autojump_from_the_start_redelivers_after_ack_wait_without_waiting
 async def test_autojump_switched_on_after_start_up_makes_nak_delays_instant(
     polyn_sandbox: Sandbox, mock_clock: trio.testing.MockClock, names: Names
 ) -> None:
-    mock = polyn_sandbox.mock
+    mock = polyn_sandbox.transport
     stream = names.stream()
     await mock.create_stream({"name": stream, "subjects": [names.subject(">")]})
     await mock.create_consumer(stream, {"durable_name": "c", "ack_policy": "explicit"})
@@ -125,13 +125,13 @@ async def test_autojump_switched_on_after_start_up_makes_nak_delays_instant(
 
 async def test_start_and_teardown_leave_nothing_behind(nats_url: str) -> None:
     async with Sandbox.start(nats_url) as sandbox:
-        assert transport_for("nats") is sandbox.mock
+        assert transport_for("nats") is sandbox.transport
         assert Sandbox.mapped_tasks() == {trio.lowlevel.current_task(): sandbox.mock}
     assert Sandbox.mapped_tasks() == {}
     with pytest.raises(ActorError):
         transport_for("nats")
     with pytest.raises(NatsConnectionError, match="closed"):
-        await sandbox.mock.publish("a.b", b"late")
+        await sandbox.transport.publish("a.b", b"late")
 
 
 async def test_closing_the_mock_ends_its_subscriptions() -> None:
@@ -153,7 +153,7 @@ async def test_schema_bucket_is_read_once_into_plain_data_and_served_from_memory
         await real.kv_put(bucket, "user.created.v1", json.dumps(schema).encode())
         schemas = await trio.to_thread.run_sync(read_schemas, nats_url, bucket)
         assert schemas == {"user.created.v1": schema}
-        mock = MockNats(real, schemas=schemas, schema_bucket=bucket)
+        mock = SandboxTransport(real, schemas=schemas, schema_bucket=bucket)
         entry = await mock.kv_get(bucket, "user.created.v1")
         assert entry is not None and json.loads(entry.value or b"") == schema
         assert await mock.kv_get(bucket, "missing.v1") is None
@@ -205,7 +205,7 @@ async def test_sandbox_run_starts_and_stops_an_app_on_virtual_time_without_real_
     async with polyn_sandbox.run(app) as running:
         assert running.health()  # the connection really connected, with the autojump paused
         await trio.sleep(3600)
-        assert transport_for(running) is polyn_sandbox.mock
+        assert transport_for(running) is polyn_sandbox.transport
     assert running.whereis("nats") is None
     assert time.monotonic() - wall < 5
     assert autojump_clock.autojump_threshold == 0  # restored after the crossings

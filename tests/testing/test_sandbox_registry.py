@@ -14,7 +14,7 @@ import trio
 
 from polyn.errors import ActorError, SandboxError
 from polyn.nats import transport_for
-from polyn.testing import MockNats, Sandbox
+from polyn.testing import MockNats, Sandbox, SandboxTransport
 
 Task = trio.lowlevel.Task
 
@@ -141,7 +141,8 @@ async def test_transport_for_returns_the_mock_only_while_a_test_is_registered() 
         transport_for("nats")
     mock = MockNats()
     Sandbox.setup_test(trio.lowlevel.current_task(), mock)
-    assert transport_for("nats") is mock
+    transport = transport_for("nats")
+    assert isinstance(transport, SandboxTransport) and transport.mock is mock
     other = MockNats()
     assert transport_for(other) is other  # a transport passed explicitly is used as given
     Sandbox.teardown_test(trio.lowlevel.current_task())

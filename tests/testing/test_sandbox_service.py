@@ -115,7 +115,7 @@ async def harness(
     """The sandbox variant runs on virtual time (tests/testing/conftest.py marks it)."""
     if request.param == "sandbox":
         async with Sandbox.start(nats_server) as sandbox:
-            harness = Harness("sandbox", names, sandbox.mock, nats_server, SERVICE)
+            harness = Harness("sandbox", names, sandbox.transport, nats_server, SERVICE)
             harness.sandbox = sandbox
             try:
                 yield harness
