@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import selectors
 import threading
@@ -33,11 +34,13 @@ import outcome
 import trio
 
 from polyn.errors import NatsConnectionError
+from polyn.nats.message import Message
+from polyn.nats.transport import Subscription
 
 T = TypeVar("T")
 log = logging.getLogger("polyn.nats")
 
-__all__ = ["Inbox", "LoopThread", "Outbox", "Waiter"]
+__all__ = ["Inbox", "InboxSubscription", "LoopThread", "Outbox", "Waiter"]
 
 
 class Waiter(Generic[T]):
@@ -106,6 +109,7 @@ class LoopThread:
         self._closing = False
         self._to_trio: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._to_loop: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        self._before_wait: list[Callable[[], None]] = []
         self._instrument = _FlushBeforeIOWait(self._flush_to_loop)
         trio.lowlevel.add_instrument(self._instrument)
 
@@ -164,7 +168,28 @@ class LoopThread:
             raise NatsConnectionError("the NATS connection is closed")
         self._to_loop.append((fn, args))
 
+    def before_wait(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in the trio thread right before trio next waits for I/O (from trio).
+
+        It runs before that pass's calls are sent to the loop, so it may still add some (the
+        outbox writes a pass's publishes there, or hands them to the loop).
+        """
+        self._before_wait.append(fn)
+
+    def soon_in_trio(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` in the trio thread as soon as it is free (from trio, in a
+        :meth:`before_wait` hook): trio has already chosen how long to wait for I/O by then, so
+        a task woken there must wake that wait too, as a call from another thread does."""
+        self._trio_token.run_sync_soon(fn, *args)
+
     def _flush_to_loop(self) -> None:  # trio thread, before it waits for I/O
+        if self._before_wait:
+            hooks, self._before_wait = self._before_wait, []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:  # pragma: no cover - an instrument must never raise
+                    log.exception("a trio-side flush of the NATS transport failed")
         if self._to_loop and not self._closing:
             batch, self._to_loop = self._to_loop, []
             try:
@@ -277,14 +302,22 @@ Op = tuple[Any, ...]
 
 
 class Outbox:
-    """Operations queued by trio for the loop thread, written in batches, in order.
+    """Operations queued by trio, written in batches, in order.
 
-    ``put`` never crosses threads itself, except to wake the loop when the outbox was idle. On
-    the loop, a batch is written at once with ``write_batch`` when ``can_write_batch()`` says so
-    (see :mod:`polyn.nats._wire`); otherwise a drainer task hands operations one by one to
-    ``write_one``, which may wait (nats-py's own backpressure). While paused (disconnected),
-    operations stay queued. When more than ``limit`` operations are waiting, ``wait_for_room``
-    makes producers wait until the backlog is down to half of it.
+    ``put`` never crosses threads itself. Right before trio waits for I/O, the pass's operations
+    are written by the trio thread itself when ``direct()`` gives a writer whose socket is idle
+    (:class:`polyn.nats._wire.DirectWriter`; the loop thread is not woken at all); otherwise
+    the loop is woken once for them. On the loop, a batch is written at once with
+    ``write_batch`` when ``can_write_batch()`` says so (see :mod:`polyn.nats._wire`); otherwise
+    a drainer task hands operations one by one to ``write_one``, which may wait (nats-py's own
+    backpressure). Either side takes the operations out of the queue and writes them while
+    holding the writer's lock (the drainer marks the one it holds across a wait), so the two
+    never reorder them. While paused (disconnected), operations stay queued. When more than
+    ``limit`` operations are waiting, ``wait_for_room`` makes producers wait until the backlog
+    is down to half of it.
+
+    With a direct writer, operations are ``(frame, payload size)`` pairs (``frame`` the encoded
+    PUB bytes) or ``(_DRAINED, waiter)`` markers; otherwise whatever ``write_one`` takes.
     """
 
     def __init__(
@@ -294,17 +327,22 @@ class Outbox:
         write_batch: Callable[[list[Op]], None] | None = None,
         can_write_batch: Callable[[], bool] = lambda: False,
         limit: int = 20_000,
+        direct: Callable[[], Any] = lambda: None,
     ) -> None:
         self._bridge = bridge
         self._write_one = write_one
         self._write_batch = write_batch
         self._can_write_batch = can_write_batch
+        self._direct = direct
         self._ops: collections.deque[Op] = collections.deque()
-        self._scheduled = False
+        self._flush_pending = False  # trio side: a flush before the next I/O wait is due
+        self._scheduled = False  # a kick of the loop is on its way
+        self._holding = False  # the loop's drainer holds an operation it has not written yet
         self._limit = limit
         self._room: trio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._paused = False
+        self._lock: Any = contextlib.nullcontext()
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -316,9 +354,9 @@ class Outbox:
     def put(self, op: Op) -> None:
         """Queue ``op`` (trio thread)."""
         self._ops.append(op)
-        if not self._scheduled:
-            self._scheduled = True
-            self._bridge.call_soon(self._kick)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._bridge.before_wait(self._flush)
 
     async def wait_for_room(self) -> None:
         """Wait while the backlog is over the limit (trio thread)."""
@@ -335,12 +373,61 @@ class Outbox:
         self.put((_DRAINED, waiter))
         await waiter.wait()
 
+    # -- trio thread, before it waits for I/O -------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self._ops:
+            return
+        if not self._paused:
+            writer = self._direct()
+            if writer is not None and writer.lock.acquire(blocking=False):
+                try:
+                    if not self._holding and writer.idle() and self._send_direct(writer):
+                        self._release_room()
+                        return
+                finally:
+                    writer.lock.release()
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._bridge.call_soon(self._kick)
+            except NatsConnectionError:  # closed meanwhile: nothing will be written any more
+                self._scheduled = False
+
+    def _send_direct(self, writer: Any) -> bool:
+        ops = self._ops
+        frames: list[bytes] = []
+        drained: list[Waiter[None]] = []
+        payload = 0
+        for op in ops:
+            if op[0] is _DRAINED:
+                drained.append(op[1])
+            else:
+                frames.append(op[0])
+                payload += op[1]
+        if frames and not writer.try_send(frames, len(frames), payload):
+            return False  # nothing sent: the loop writes them and sees why
+        ops.clear()
+        for waiter in drained:
+            self._bridge.soon_in_trio(waiter._set, outcome.Value(None))
+        return True
+
+    def _release_room(self) -> None:
+        if self._room is not None and len(self._ops) < self._limit // 2:
+            room, self._room = self._room, None
+            self._bridge.soon_in_trio(room.set)
+
     # -- loop thread ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
         """Start the drainer task (call on the loop thread)."""
         self._wake = asyncio.Event()
         return asyncio.get_running_loop().create_task(self._drain())
+
+    def use_lock(self, lock: Any) -> None:
+        """Write under ``lock`` (the direct writer's) from now on (loop thread)."""
+        self._lock = lock if lock is not None else contextlib.nullcontext()
 
     def pause(self, paused: bool) -> None:
         """Hold operations while disconnected (loop thread); resuming drains the backlog."""
@@ -353,7 +440,8 @@ class Outbox:
         if self._paused:
             return
         if self._write_batch is not None and self._can_write_batch():
-            self._write_all()
+            with self._lock:
+                self._write_all()
             if not self._ops:
                 return
         if self._wake is not None:
@@ -389,13 +477,21 @@ class Outbox:
             self._wake.clear()
             while ops and not self._paused:
                 if self._write_batch is not None and self._can_write_batch():
-                    self._write_all()
+                    with self._lock:
+                        self._write_all()
                     continue
-                op = ops.popleft()
-                if op[0] is _DRAINED:
-                    self._bridge.resolve(op[1], outcome.Value(None))
-                else:
-                    await self._write_one(op)
+                with self._lock:
+                    if not ops:
+                        break
+                    op = ops.popleft()
+                    self._holding = True
+                try:
+                    if op[0] is _DRAINED:
+                        self._bridge.resolve(op[1], outcome.Value(None))
+                    else:
+                        await self._write_one(op)
+                finally:
+                    self._holding = False
             self._release()
 
 
@@ -534,3 +630,28 @@ class Inbox(trio.abc.ReceiveChannel[T]):
             except RuntimeError:  # pragma: no cover
                 pass
         await trio.lowlevel.checkpoint()
+
+
+class InboxSubscription(Subscription):
+    """A subscription's messages as the trio side reads them: an :class:`Inbox` the loop fills."""
+
+    def __init__(self, inbox: Inbox[Message], subject: str, queue: str | None) -> None:
+        self._inbox = inbox
+        self.subject = subject
+        self.queue = queue
+
+    async def receive(self) -> Message:
+        return await self._inbox.receive()
+
+    async def receive_batch(self, max_items: int) -> list[Message]:
+        return await self._inbox.receive_batch(max_items)
+
+    def receive_nowait(self) -> Message:
+        return self._inbox.receive_nowait()
+
+    @property
+    def pending(self) -> int:
+        return len(self._inbox)
+
+    async def aclose(self) -> None:
+        await self._inbox.aclose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -88,6 +88,10 @@ class PullClient:
 
         def _convert(self, msg: NatsMsg) -> Message: ...
 
+        def _op(
+            self, subject: str, data: bytes, reply: str, headers: Mapping[str, str] | None
+        ) -> tuple[Any, ...]: ...
+
         async def _nats_subscribe(
             self, subject: str, queue: str | None, deliver: Callable[[NatsMsg], None]
         ) -> Any: ...
@@ -140,7 +144,7 @@ class PullClient:
             finished = False
             try:
                 self._outbox.put(
-                    (
+                    self._op(
                         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                         json.dumps(request).encode(),
                         fetch.reply,

@@ -6,12 +6,22 @@ the network round trip to a local server. nats-py's public API adds two such hop
 feeds its callback). The transport already pays thread crossings that raw nats-py does not, so it
 takes back those hops:
 
-- **Writing** (:func:`encode_publish`, :func:`writable_now`, :func:`write_frames`): when nothing
-  of nats-py's own is waiting to be flushed (``Client._pending`` is empty) and the socket's write
-  buffer is small, a batch of publishes is written to the socket (``Client._transport``) at once,
-  and nats-py's ``stats`` are kept true. Otherwise it goes through ``Client.publish``, which queues
-  behind what is pending, so the order of everything written is always the order it was queued
-  in. The PUB / HPUB frame is assembled by the caller, on the trio side.
+- **Frames** (:func:`encode_publish`): the PUB / HPUB frame of every publish is assembled on the
+  trio side, as nats-py itself would write it; the loop thread only writes bytes.
+- **Writing from the loop** (:func:`writable_now`, :func:`write_frames`, :func:`queue_frame`):
+  when nothing of nats-py's own is waiting to be flushed (``Client._pending`` is empty) and the
+  socket's write buffer is small, a batch of frames is written to the socket
+  (``Client._transport``) at once, and nats-py's ``stats`` are kept true. Otherwise a frame joins
+  nats-py's own pending buffer (``Client._send_command``), behind what is pending, and nats-py's
+  flusher writes it with its own backpressure. The order of everything written is always the
+  order it was queued in.
+- **Writing from trio** (:class:`DirectWriter`): when the socket is idle (nothing in asyncio's
+  write buffer, nothing pending in nats-py, nothing queued for the loop), the trio thread sends a
+  scheduler pass's frames on the socket itself (``_SelectorSocketTransport._sock``), and the loop
+  thread is not woken at all. Every write on that connection, the loop's included, then holds
+  one lock (the transport's ``write`` is wrapped), so two threads never interleave partial
+  writes; bytes the socket did not take at once are written by the loop before anything else.
+  Plain TCP only (a TLS or websocket transport is left alone).
 - **Reading** (:func:`direct_subscribe`): a subscription's pending queue
   (``Subscription._pending_queue``) is replaced by an object whose ``put_nowait`` hands the
   message straight to Polyn (nats-py's read loop calls it), instead of a queue read by a task of
@@ -31,10 +41,13 @@ consumer tests again with ``POLYN_NATS_PUBLIC_API=1``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.metadata
 import os
-from collections.abc import Awaitable, Callable, Mapping
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -44,10 +57,12 @@ __all__ = [
     "PUBLIC_API_ENV",
     "TESTED",
     "DirectQueue",
+    "DirectWriter",
     "direct_subscribe",
     "encode_publish",
     "internals_allowed",
     "nats_py_version",
+    "queue_frame",
     "set_reconnect_attempts",
     "supported",
     "writable_now",
@@ -140,6 +155,19 @@ def write_frames(nc: Client, frames: list[bytes], messages: int, payload_bytes: 
     nc.stats["out_bytes"] += payload_bytes
 
 
+async def queue_frame(nc: Client, frame: bytes, payload_bytes: int) -> None:
+    """Queue an encoded frame behind nats-py's own pending commands (loop thread).
+
+    What ``Client.publish`` does after encoding: nats-py's flusher writes it, and a full pending
+    buffer makes this wait (nats-py's backpressure).
+    """
+    await nc._send_command(frame)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += payload_bytes
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
 def encode_publish(
     subject: str, reply: str, data: bytes, headers: Mapping[str, str] | None
 ) -> bytes:
@@ -225,3 +253,102 @@ class DirectQueue:
 
     def task_done(self) -> None:  # pragma: no cover - nobody reads from this queue
         pass
+
+
+class DirectWriter:
+    """Lets the trio thread write frames to an idle connection's socket (see the module doc).
+
+    Installed on the loop thread (:meth:`install`) for the connection's current asyncio
+    transport; a reconnect makes a new transport, and so a new writer. The trio thread calls
+    :meth:`try_send` with :attr:`lock` held (taken without blocking: when the loop holds it, the
+    frames go to the loop instead). Every loop-side write of the transport takes the lock too
+    (it is reentrant for the loop's own nested writes) and first writes the bytes a partial send
+    from trio left behind (:attr:`carry`), so the stream's order is the order of sending.
+    """
+
+    __slots__ = ("_loop", "_sock", "carry", "lock", "nc", "transport")
+
+    def __init__(self, nc: Client, transport: Any, sock: socket.socket) -> None:
+        self.nc = nc
+        self.transport = transport
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self.lock = threading.RLock()
+        self.carry = b""
+
+    @classmethod
+    def install(cls, nc: Client) -> DirectWriter | None:
+        """Wrap ``nc``'s current plain-TCP transport (loop thread); None when not possible."""
+        if not internals_allowed():
+            return None
+        writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+        transport: Any = getattr(writer, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if (
+            type(transport).__name__ != "_SelectorSocketTransport"
+            or not isinstance(sock, socket.socket)
+            or not callable(getattr(transport, "get_write_buffer_size", None))
+        ):
+            return None
+        direct = cls(nc, transport, sock)
+        write = transport.write
+        lock = direct.lock
+
+        def locked_write(data: bytes | bytearray | memoryview) -> None:
+            with lock:
+                if direct.carry:
+                    data, direct.carry = direct.carry + bytes(data), b""
+                write(data)
+
+        transport.write = locked_write
+        own_writelines = type(transport).__dict__.get("writelines")
+        if own_writelines is not None:  # Python 3.12+: its own writelines, not write()'s
+
+            def locked_writelines(lines: Iterable[bytes]) -> None:
+                locked_write(b"".join(lines))
+
+            transport.writelines = locked_writelines
+        return direct
+
+    def current(self) -> bool:
+        """Whether this writer's transport is still the connection's (trio thread)."""
+        writer = getattr(getattr(self.nc, "_transport", None), "_io_writer", None)
+        return getattr(writer, "transport", None) is self.transport
+
+    def idle(self) -> bool:
+        """Nothing waits to be written on this connection (call with :attr:`lock` held)."""
+        return (
+            not self.carry
+            and not self.nc._pending
+            and self.nc.is_connected
+            and not self.transport.is_closing()
+            and self.transport.get_write_buffer_size() == 0
+        )
+
+    def try_send(self, frames: list[bytes], messages: int, payload_bytes: int) -> bool:
+        """Send ``frames`` on the socket from the trio thread (:attr:`lock` held).
+
+        Returns False, having sent nothing, when the socket refuses (the connection is going):
+        the caller then hands the frames to the loop, whose write reports the failure.
+        """
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(data):
+            self.carry = data[sent:]
+            try:
+                self._loop.call_soon_threadsafe(self._write_carry)
+            except RuntimeError:  # the loop closed: the connection is gone anyway
+                pass
+        stats = self.nc.stats
+        stats["out_msgs"] += messages
+        stats["out_bytes"] += payload_bytes
+        return True
+
+    def _write_carry(self) -> None:  # loop thread
+        if self.carry and self.current():
+            self.transport.write(b"")  # the wrapper writes the carry first

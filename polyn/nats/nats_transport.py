@@ -3,8 +3,10 @@
 See :mod:`polyn.nats._bridge` for the crossing mechanism and why it batches. What goes where:
 
 - core publishes, acknowledgements, requests, JetStream publishes and pull requests are all
-  *publishes*, queued into one :class:`~polyn.nats._bridge.Outbox` and written by one drainer task
-  on the loop, in the order they were queued;
+  *publishes*: their PUB frames are encoded in trio (:func:`polyn.nats._wire.encode_publish`),
+  queued into one :class:`~polyn.nats._bridge.Outbox` and written in the order they were queued,
+  by the trio thread itself when the socket is idle (no thread wake-up at all), else by the
+  loop;
 - replies of every kind (requests, JetStream publish acks, JetStream API answers, pulled messages)
   arrive on one wildcard inbox subscription and are routed by token to the trio task waiting for
   them; many replies share one wake-up of trio;
@@ -12,18 +14,20 @@ See :mod:`polyn.nats._bridge` for the crossing mechanism and why it batches. Wha
 - JetStream management and key-value operations, which are not hot, run as one coroutine each on
   the loop (:meth:`~polyn.nats._bridge.LoopThread.run`).
 
+The other concerns live in modules of their own, mixed into :class:`NatsTransport`: JetStream
+publish with ack (:mod:`~polyn.nats._js_publish`), pull (:mod:`~polyn.nats._pull`), key-value
+(:mod:`~polyn.nats._kv`), the JetStream API client (:mod:`~polyn.nats.jsapi`); connect options
+and TLS (:mod:`~polyn.nats.options`), errors (:mod:`~polyn.nats._errors`) and every use of
+nats-py internals (:mod:`~polyn.nats._wire`).
+
 Nothing from nats-py or asyncio leaves this module: messages are :class:`~polyn.nats.Message`,
 results are plain values, and errors are translated into :mod:`polyn.errors`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -44,18 +48,18 @@ from polyn.errors import (
     PermissionDeniedError,
     PolynError,
     RequestTimeout,
-    StreamError,
 )
 from polyn.nats import _wire
-from polyn.nats._bridge import Inbox, LoopThread, Outbox, Waiter
+from polyn.nats._bridge import Inbox, InboxSubscription, LoopThread, Outbox, Waiter
+from polyn.nats._connect import FirstConnect
 from polyn.nats._errors import PERMISSION_RE, translate
+from polyn.nats._js_publish import JetStreamPublisher
 from polyn.nats._kv import KeyValueClient
 from polyn.nats._pull import PullClient, Puller
-from polyn.nats.jsapi import JetStreamApi, api_error
+from polyn.nats.jsapi import JetStreamApi
 from polyn.nats.limits import PayloadTooLargeError, check_subject, checked_headers
 from polyn.nats.message import Message
-from polyn.nats.options import connect_options
-from polyn.nats.transport import PubAck, Subscription
+from polyn.nats.transport import Subscription
 
 __all__ = ["ConnectionState", "NatsTransport", "PayloadTooLargeError"]
 
@@ -63,10 +67,6 @@ log = logging.getLogger("polyn.nats")
 T = TypeVar("T")
 
 
-
-
-class _AckLost(NatsConnectionError):
-    """The connection dropped while a JetStream publish waited for its ack."""
 
 
 @attrs.define
@@ -82,30 +82,7 @@ class ConnectionState:
     dropped: int = 0  # core NATS messages dropped because a subscriber fell too far behind
 
 
-class _SubscriptionChannel(Subscription):
-    def __init__(self, inbox: Inbox[Message], subject: str, queue: str | None) -> None:
-        self._inbox = inbox
-        self.subject = subject
-        self.queue = queue
-
-    async def receive(self) -> Message:
-        return await self._inbox.receive()
-
-    async def receive_batch(self, max_items: int) -> list[Message]:
-        return await self._inbox.receive_batch(max_items)
-
-    def receive_nowait(self) -> Message:
-        return self._inbox.receive_nowait()
-
-    @property
-    def pending(self) -> int:
-        return len(self._inbox)
-
-    async def aclose(self) -> None:
-        await self._inbox.aclose()
-
-
-class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
+class NatsTransport(JetStreamApi, JetStreamPublisher, PullClient, KeyValueClient):
     """The real :class:`~polyn.nats.Transport`: one nats-py connection on its own thread.
 
     Create it inside a trio run with :meth:`connect` and close it with :meth:`close`; the
@@ -123,22 +100,23 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
     """
 
     def __init__(self, servers: Sequence[str], options: Mapping[str, Any]) -> None:
-        JetStreamApi.__init__(self, self._api_request)
+        JetStreamApi.__init__(self, self._jsapi_request)
         self._servers = list(servers)
         self._options = dict(options)
         self.state = ConnectionState()
         self._bridge = LoopThread(name=f"polyn-nats-{id(self):x}")
         self._nc: Client | None = None
         self._fast = bool(self._options.pop("fast", True))
+        self._first = FirstConnect(self._servers, self._options, self._fast)
+        self._writer: _wire.DirectWriter | None = None
         self._outbox = Outbox(
             self._bridge,
             write_one=self._write,
             write_batch=self._write_batch,
             can_write_batch=self._can_write_batch,
+            direct=self._direct_writer,
         )
         self._replies: dict[str, Waiter[Message]] = {}
-        # JetStream publishes waiting for their ack: failed at once when the connection drops
-        # (the ack is lost with it), then sent again on reconnect (see js_publish).
         self._acks_in_flight: set[str] = set()
         self._pullers: dict[tuple[str, str], Puller] = {}
         self._tokens = itertools.count(1)
@@ -148,10 +126,6 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         self._close_reason: str | None = None
         self._denied: dict[str, str] = {}  # subject -> server's permission error text
         self._kv_cache: dict[str, Any] = {}
-        # Set when the server refuses us during the first connect (TLS handshake, credentials):
-        # trying again cannot help. Bound to the loop on first use.
-        self._refused = asyncio.Event()
-        self._refusal: str | None = None
         self._max_payload = 1024 * 1024
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -175,63 +149,20 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         return transport
 
     async def _connect(self) -> None:  # loop thread
-        options, reconnect_attempts = connect_options(self._options)
-        # The first connection is tried a few times only; then the client reconnects forever
-        # by default. Without nats-py's internals the attempts cannot be changed after the
-        # first connection: that one is then bounded in time instead.
-        limit: float | None = None
-        if not (self._fast and _wire.internals_allowed()):
-            servers_count = max(1, len(self._servers))
-            per_try = float(options["connect_timeout"]) + float(options["reconnect_time_wait"])
-            limit = servers_count * (int(options["max_reconnect_attempts"]) + 1) * per_try + 1
-            options["max_reconnect_attempts"] = reconnect_attempts
-        nc = Client()
-        servers = ", ".join(redact_url(s) for s in self._servers)
-        connecting = asyncio.ensure_future(
-            nc.connect(
-                servers=self._servers,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                closed_cb=self._on_closed,
-                **options,
-            )
-        )
-        refused = asyncio.ensure_future(self._refused.wait())
-        gave_up = False
-        try:
-            await asyncio.wait(
-                {connecting, refused}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            refused.cancel()
-            if not connecting.done():
-                gave_up = not self._refused.is_set()
-                # Refused: wrong credentials or a failed TLS handshake (wrong CA, no client
-                # certificate) will not succeed on the next attempt; and nats-py 2.x never
-                # returns from connect after a failed handshake: it waits forever for the
-                # broken socket to close (nats-io/nats.py#718).
-                connecting.cancel()
-        try:
-            await connecting
-        except (TimeoutError, nats.errors.Error, OSError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not (
-                self._refused.is_set() or gave_up
-            ):
-                raise  # the caller was cancelled
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(nc.close(), 2)
-            # The refusal, not the connection reset that follows it, is what the user must see.
-            reason = self._refusal or self.state.last_error or f"{type(exc).__name__} {exc}".strip()
-            raise NatsConnectionError(f"could not connect to NATS at {servers}: {reason}") from None
-        if limit is None:
-            _wire.set_reconnect_attempts(nc, reconnect_attempts)
+        callbacks = {
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+        }
+        nc = await self._first.connect(callbacks, lambda: self.state.last_error)
         self._nc = nc
         self._fast = self._fast and _wire.supported(nc)
         self._max_payload = nc.max_payload
         prefix = nc.new_inbox()
         self._reply_prefix = prefix + "."
         await self._nats_subscribe(prefix + ".*", None, self._on_reply)
+        self._install_writer()
         self._drainer = self._outbox.start()
         self.state.connected = True
         self.state.url = _url_of(nc)
@@ -295,15 +226,7 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc)
         self.state.last_error = text or type(exc).__name__
-        if self._nc is None and self._refusal is None:  # during the first connect
-            if isinstance(exc, ssl.SSLError):
-                self._refusal = f"TLS handshake failed: {self.state.last_error}"
-            elif isinstance(exc, nats.errors.AuthorizationError) or (
-                "authorization violation" in text.lower()
-            ):
-                self._refusal = f"the server refused the credentials: {self.state.last_error}"
-            if self._refusal is not None:
-                self._refused.set()
+        self._first.on_error(exc, self.state.last_error)
         match = PERMISSION_RE.search(text)
         if match:
             subject = match.group(2)
@@ -335,19 +258,12 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         self._outbox.pause(True)
         self._bridge.to_trio(self._fail_acks_in_flight)
 
-    def _fail_acks_in_flight(self) -> None:  # trio thread
-        error = _AckLost("the connection dropped before JetStream acknowledged the publish")
-        for token in list(self._acks_in_flight):
-            waiter = self._replies.pop(token, None)
-            if waiter is not None:
-                waiter._set(outcome.Error(error))
-        self._acks_in_flight.clear()
-
     async def _on_reconnected(self) -> None:
         self.state.reconnects += 1
         self.state.connected = True
         if self._nc is not None:
             self.state.url = _url_of(self._nc)
+        self._install_writer()
         self._outbox.pause(False)
 
     async def _on_closed(self) -> None:
@@ -358,16 +274,33 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
             self._close_reason = reason
             self._bridge.to_trio(self._closed_event.set)
 
-    # -- the outgoing pump (loop thread) ------------------------------------------------------
+    # -- the outgoing pump -------------------------------------------------------------------
 
-    def _can_write_batch(self) -> bool:
+    def _op(
+        self, subject: str, data: bytes, reply: str, headers: Mapping[str, str] | None
+    ) -> tuple[Any, ...]:
+        """A publish as the outbox queues it (trio thread): the encoded frame when the internals
+        are used, else the arguments of nats-py's ``publish``."""
+        if self._fast:
+            return (_wire.encode_publish(subject, reply, data, headers), len(data))
+        return (subject, data, reply, headers)
+
+    def _install_writer(self) -> None:  # loop thread, on (re)connect
+        writer = _wire.DirectWriter.install(self._nc) if self._fast and self._nc else None
+        self._writer = writer
+        self._outbox.use_lock(writer.lock if writer is not None else None)
+
+    def _direct_writer(self) -> _wire.DirectWriter | None:  # trio thread
+        writer = self._writer
+        return writer if writer is not None and writer.current() else None
+
+    def _can_write_batch(self) -> bool:  # loop thread
         return self._fast and self._nc is not None and _wire.writable_now(self._nc)
 
-    def _write_batch(self, ops: list[tuple[Any, ...]]) -> None:
+    def _write_batch(self, ops: list[tuple[Any, ...]]) -> None:  # loop thread
         assert self._nc is not None
-        encode = _wire.encode_publish
-        frames = [encode(op[0], op[2] or "", op[1], op[3]) for op in ops]
-        _wire.write_frames(self._nc, frames, len(ops), sum(len(op[1]) for op in ops))
+        frames = [op[0] for op in ops]
+        _wire.write_frames(self._nc, frames, len(ops), sum(op[1] for op in ops))
 
     async def _nats_subscribe(
         self, subject: str, queue: str | None, deliver: Callable[[NatsMsg], None]
@@ -376,14 +309,17 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         assert self._nc is not None
         return await _wire.direct_subscribe(self._nc, subject, queue, deliver, direct=self._fast)
 
-    async def _write(self, op: tuple[Any, ...]) -> None:
-        subject, data, reply, headers = op
+    async def _write(self, op: tuple[Any, ...]) -> None:  # loop thread
         nc = self._nc
         assert nc is not None
         try:
-            await nc.publish(subject, data, reply, headers)
+            if self._fast:
+                await _wire.queue_frame(nc, op[0], op[1])
+            else:
+                subject, data, reply, headers = op
+                await nc.publish(subject, data, reply, headers)
         except nats.errors.Error as exc:
-            self.state.last_error = f"publish to {subject!r} failed: {exc!r}"
+            self.state.last_error = f"publish failed: {exc!r}"
             log.warning("%s", self.state.last_error)
 
     # -- checks (trio thread) -----------------------------------------------------------------
@@ -426,12 +362,12 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
             check_subject(reply_to, "reply subject")
         if self._outbox.full:
             await self._outbox.wait_for_room()
-        self._outbox.put((subject, data, reply_to or "", hdrs))
+        self._outbox.put(self._op(subject, data, reply_to or "", hdrs))
 
     def enqueue_ack(self, subject: str, body: bytes) -> None:
         """Queue a JetStream acknowledgement (used by :class:`~polyn.nats.Message`)."""
         self._check_open()
-        self._outbox.put((subject, body, "", None))
+        self._outbox.put(self._op(subject, body, "", None))
 
     async def ack_and_wait(self, subject: str, body: bytes, timeout: float) -> None:
         await self._request(subject, body, None, timeout)
@@ -469,7 +405,7 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         try:
             if self._outbox.full:
                 await self._outbox.wait_for_room()
-            self._outbox.put((subject, data, self._reply_prefix + token, headers))
+            self._outbox.put(self._op(subject, data, self._reply_prefix + token, headers))
             with trio.fail_after(timeout):
                 return await waiter.wait()
         except trio.TooSlowError:
@@ -529,7 +465,7 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
                 pass
 
         inbox._on_close = unsubscribe
-        return _SubscriptionChannel(inbox, subject, queue)
+        return InboxSubscription(inbox, subject, queue)
 
     async def flush(self, timeout: float = 5.0) -> None:
         self._check_open()
@@ -550,66 +486,6 @@ class NatsTransport(JetStreamApi, PullClient, KeyValueClient):
         entry = self._replies.pop(msg.subject[len(self._reply_prefix) :], None)
         if entry is not None:  # else the waiter gave up (timeout or cancellation)
             self._bridge.resolve(entry, outcome.Value(self._convert(msg)))
-
-    # -- JetStream ----------------------------------------------------------------------------
-
-    async def js_publish(
-        self,
-        subject: str,
-        data: bytes,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 5.0,
-    ) -> PubAck:
-        hdrs = self._check_publish(subject, data, headers)
-        deadline = trio.current_time() + timeout
-        msg_id = hdrs.get("Nats-Msg-Id") if hdrs else None
-        while True:
-            await self._wait_connected(deadline, subject)
-            try:
-                reply = await self._request(
-                    subject, data, hdrs, max(0.0, deadline - trio.current_time()), ack=True
-                )
-                break
-            except _AckLost:
-                # Whether the server stored it is unknown. With a Nats-Msg-Id, sending it again
-                # once reconnected is safe (the stream drops a duplicate) and far quicker than
-                # waiting out the timeout for an ack that can no longer come.
-                if not msg_id:
-                    raise NatsConnectionError(
-                        f"the connection dropped before JetStream acknowledged the publish to "
-                        f"{subject!r}; it may or may not be stored (send a Nats-Msg-Id header "
-                        "to have it retried safely)"
-                    ) from None
-                log.info("connection lost before the ack of %s: sending it again", msg_id)
-        if reply.headers.get("Status") == "503":
-            raise StreamError(f"no JetStream stream captures the subject {subject!r}", code=503)
-        try:
-            raw = json.loads(reply.data)
-        except ValueError as exc:
-            raise StreamError(f"unexpected reply to a JetStream publish: {reply.data!r}") from exc
-        if "error" in raw:
-            raise api_error(raw, f"publishing to {subject!r}", StreamError)
-        return PubAck(
-            stream=raw["stream"],
-            seq=raw["seq"],
-            duplicate=bool(raw.get("duplicate", False)),
-            domain=raw.get("domain"),
-        )
-
-    async def _api_request(self, subject: str, data: bytes, *, timeout: float) -> Message:
-        return await self._request(subject, data, None, timeout)
-
-    async def _wait_connected(self, deadline: float, subject: str) -> None:
-        """Wait (polling, off the hot path) until connected; RequestTimeout at ``deadline``."""
-        while not self.state.connected:
-            self._check_open()
-            if trio.current_time() >= deadline:
-                raise RequestTimeout(
-                    f"no JetStream acknowledgement for the publish to {subject!r}: "
-                    "disconnected from NATS until the timeout"
-                )
-            await trio.sleep(min(0.05, max(0.0, deadline - trio.current_time())))
 
 def _url_of(nc: Client) -> str | None:
     url = nc.connected_url
