@@ -167,8 +167,10 @@ class Gate:
         self._inline_scope: trio.CancelScope | None = None
         self._sides: dict[asyncio.AbstractEventLoop, LoopSide] = {}
         self._last_side: LoopSide | None = None
-        self.batches = 0
-        """How many batches crossed in so far (each one ``run_sync_soon``)."""
+        self.wakeups = 0
+        """Batches that crossed into trio so far (one ``run_sync_soon`` each)."""
+        self.handbacks = 0
+        """Batches of results handed to asyncio loops so far (one ``call_soon_threadsafe`` each)."""
         _gates.add(self)
 
     def __repr__(self) -> str:
@@ -295,7 +297,7 @@ class Gate:
             batch, self._inbound = self._inbound, []
         if not batch:
             return
-        self.batches += 1
+        self.wakeups += 1
         ready = self._ready
         for item in batch:
             if isinstance(item, Call):
@@ -402,6 +404,7 @@ class Gate:
                 else:
                     batch[1].append(fn)
         for loop, (calls, fns) in by_loop.items():
+            self.handbacks += 1
             try:
                 loop.call_soon_threadsafe(_on_loop, calls, fns)
             except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
@@ -467,10 +470,10 @@ def new_lock() -> Any:
 def blocking_wait(gate: Gate, call: Call) -> Any:
     """Submit ``call`` from a thread and block until its result is in (raising its error)."""
     lock = call.lock = new_lock()
-    gate.submit(call)
     try:
+        gate.submit(call)
         lock.acquire()
-    except BaseException:  # KeyboardInterrupt: cancel the call in trio too
+    except BaseException:  # KeyboardInterrupt (even right after submit): cancel it in trio
         gate.cancel(call)
         raise
     assert call.result is not None
