@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
+from types import FrameType
 
 from polyn.server import NatsServer
 
@@ -53,14 +55,28 @@ def nats_and_socket(args: argparse.Namespace) -> Iterator[socket.socket]:
         yield sock
 
 
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so the ``with`` blocks
+    unwind (the embedded nats-server stops too) whoever sends them, a terminal or a process
+    manager. uvicorn re-raises the signal it caught once it has shut down gracefully."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     args = parse_args(argv, "python -m examples.fastapi_app", "uvicorn")
     logging.basicConfig(level=logging.INFO, format="  log        %(name)s: %(message)s")
+    interrupt_on_signals()
     with nats_and_socket(args) as sock:
         config = uvicorn.Config("examples.fastapi_app.app:app", log_level="info", lifespan="on")
-        uvicorn.Server(config).run(sockets=[sock])
+        with contextlib.suppress(KeyboardInterrupt):  # after uvicorn's graceful shutdown
+            uvicorn.Server(config).run(sockets=[sock])
     print("  stopped", flush=True)
     return 0
 

@@ -12,6 +12,8 @@ ASGI app once ``NATS_URL`` points at a server with the shop's schemas and stream
   ``async with polyn.Portal(app)``. With ``--workers N`` each worker process runs the lifespan,
   so each has its own portal (a portal never crosses a fork).
 - The **dependency** :func:`polyn_portal` gives each handler the :class:`polyn.AsyncPortal`.
+- :func:`create_app` builds it; ``create_app(sandbox=True)`` is the same app for tests, its
+  Polyn App on an in-memory NATS (``tests/portal/test_sandbox.py`` shows the test).
 - A Polyn :class:`~polyn.ValidationError` (an order that breaks the schema) becomes a 422.
 """
 
@@ -22,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -39,12 +41,22 @@ from examples.fastapi_app.service import (
 log = logging.getLogger("examples.fastapi_app")
 
 
-@contextlib.asynccontextmanager
-async def lifespan(api: FastAPI) -> AsyncIterator[dict[str, Any]]:
-    book = StockBook()
-    async with polyn.Portal(build_app(book)) as portal:
-        log.info("polyn: %r", portal.blocking)
-        yield {"polyn": portal, "stock_book": book}
+def create_app(*, sandbox: bool = False) -> FastAPI:
+    """The web app. ``sandbox=True`` (tests) runs its Polyn App on a
+    :class:`polyn.testing.Sandbox`: what it publishes stays in memory, and the lifespan state's
+    ``polyn.sandbox`` shows it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        book = StockBook()
+        async with polyn.Portal(build_app(book), sandbox=sandbox) as portal:
+            log.info("polyn: %r", portal.blocking)
+            yield {"polyn": portal, "stock_book": book}
+
+    api = FastAPI(title="shop web front", lifespan=lifespan)
+    api.include_router(router)
+    api.add_exception_handler(polyn.ValidationError, invalid_event)  # type: ignore[arg-type]
+    return api
 
 
 def polyn_portal(request: Request) -> polyn.AsyncPortal:
@@ -53,12 +65,11 @@ def polyn_portal(request: Request) -> polyn.AsyncPortal:
     return portal
 
 
-Polyn = Annotated[polyn.AsyncPortal, Depends(polyn_portal)]
+Portal = Annotated[polyn.AsyncPortal, Depends(polyn_portal)]
 
-app = FastAPI(title="shop web front", lifespan=lifespan)
+router = APIRouter()
 
 
-@app.exception_handler(polyn.ValidationError)
 async def invalid_event(request: Request, exc: polyn.ValidationError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
@@ -82,45 +93,48 @@ class Payment(BaseModel):
     currency: str = Field(examples=["EUR"])
 
 
-@app.post("/orders", status_code=201)
-async def place_order(order: Order, polyn: Polyn) -> dict[str, Any]:
+@router.post("/orders", status_code=201)
+async def place_order(order: Order, portal: Portal) -> dict[str, Any]:
     """JetStream: the order is stored in the ORDERS stream before the answer."""
     total = round(sum(item.quantity * item.price for item in order.items), 2)
-    ack = await polyn.pub(ORDER_PLACED, {**order.model_dump(), "total": total}, ack=True)
+    ack = await portal.pub(ORDER_PLACED, {**order.model_dump(), "total": total}, ack=True)
     assert ack is not None
     return {"stream": ack.stream, "seq": ack.seq, "total": total}
 
 
-@app.post("/payments", status_code=202)
-async def payment_webhook(payment: Payment, polyn: Polyn) -> dict[str, str]:
+@router.post("/payments", status_code=202)
+async def payment_webhook(payment: Payment, portal: Portal) -> dict[str, str]:
     """Core NATS: a payment provider's webhook, told to whoever listens."""
-    await polyn.pub(PAYMENT_CAPTURED, payment)
+    await portal.pub(PAYMENT_CAPTURED, payment)
     return {"status": "accepted"}
 
 
-@app.get("/stock/{sku}")
-async def stock(sku: str, polyn: Polyn, quantity: int = 1) -> dict[str, Any]:
+@router.get("/stock/{sku}")
+async def stock(sku: str, portal: Portal, quantity: int = 1) -> dict[str, Any]:
     """Request / reply: StockDesk (a Responder in the Polyn App) answers."""
     try:
-        reply = await polyn.request(STOCK_REQUESTED, {"sku": sku, "quantity": quantity}, timeout=2)
+        reply = await portal.request(STOCK_REQUESTED, {"sku": sku, "quantity": quantity}, timeout=2)
     except TimeoutError as exc:  # polyn.RequestTimeout is a TimeoutError
         raise HTTPException(504, f"no stock answer: {exc}") from exc
     data: dict[str, Any] = reply.data
     return data
 
 
-@app.get("/settings/{key}")
-async def get_setting(key: str, polyn: Polyn) -> dict[str, Any]:
-    return {"key": key, "value": await polyn.store(SETTINGS).get(key)}
+@router.get("/settings/{key}")
+async def get_setting(key: str, portal: Portal) -> dict[str, Any]:
+    return {"key": key, "value": await portal.store(SETTINGS).get(key)}
 
 
-@app.put("/settings/{key}")
-async def put_setting(key: str, value: dict[str, Any], polyn: Polyn) -> dict[str, Any]:
-    revision = await polyn.store(SETTINGS).put(key, value)
+@router.put("/settings/{key}")
+async def put_setting(key: str, value: dict[str, Any], portal: Portal) -> dict[str, Any]:
+    revision = await portal.store(SETTINGS).put(key, value)
     return {"key": key, "revision": revision}
 
 
-@app.get("/health")
-async def health(polyn: Polyn) -> JSONResponse:
-    healthy = await polyn.health()
+@router.get("/health")
+async def health(portal: Portal) -> JSONResponse:
+    healthy = await portal.health()
     return JSONResponse({"healthy": healthy}, status_code=200 if healthy else 503)
+
+
+app = create_app()

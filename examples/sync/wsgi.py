@@ -13,17 +13,15 @@ the server starts and stopped when it stops; under gunicorn, start it in each wo
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import socketserver
 import sys
 from collections.abc import Callable, Iterable
-from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import polyn
-from examples.fastapi_app.__main__ import nats_and_socket, parse_args
+from examples.fastapi_app.__main__ import interrupt_on_signals, nats_and_socket, parse_args
 from examples.fastapi_app.service import ORDER_PLACED, STOCK_REQUESTED, StockBook, build_app
 
 StartResponse = Callable[..., Any]
@@ -88,14 +86,9 @@ def serve_on(sock: socket.socket) -> ThreadingWSGIServer:
     return server
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM too (a process manager's stop): leave serve_forever
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, "python -m examples.sync.wsgi", "the standard library's WSGI server")
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    interrupt_on_signals()  # SIGTERM too (a process manager's stop) leaves serve_forever
     with nats_and_socket(args) as sock:
         with polyn.Portal(build_app(StockBook(), blocking=True)) as portal:
             server = serve_on(sock)

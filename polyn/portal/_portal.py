@@ -177,8 +177,6 @@ def _in_trio() -> bool:
 async def _sandbox_for(app: App) -> AsyncIterator[Sandbox]:
     from polyn.testing import Sandbox  # only when asked for: production never imports it
 
-    if not app.config.servers:
-        raise PolynError("a sandboxed portal needs the App's config to name a server")
     async with Sandbox.start(app.config.servers[0]) as sandbox:
         yield sandbox
 

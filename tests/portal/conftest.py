@@ -6,9 +6,10 @@
 
 With ``trio_mode = true`` pytest-trio runs *every* ``async def`` test on trio, including those
 marked for anyio's pytest plugin. The hook below hands a test marked ``@pytest.mark.anyio`` back
-to anyio (whose ``anyio_backend`` fixture defaults to asyncio): the same few lines a user's
-``conftest.py`` needs (docs/howto/asyncio-and-sync.md). Such tests use sync fixtures: in
-``trio_mode`` an ``async def`` fixture is a trio fixture.
+to anyio, and ``anyio_backend`` says asyncio (anyio's own default is every installed backend,
+trio included): the same few lines a user's ``conftest.py`` needs
+(docs/howto/asyncio-and-sync.md). Such tests use sync fixtures: in ``trio_mode`` an
+``async def`` fixture is a trio fixture.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("anyio") is not None:
             item.own_markers[:] = [m for m in item.own_markers if m.name != "trio"]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture(scope="module")
