@@ -492,9 +492,13 @@ class Portal:
     def health(self) -> bool:
         """``running.health()`` of the App: every child running and the connection up.
 
-        False (never an error) while the portal is not running, for a health endpoint.
+        False (not an error) while the portal is not running, for a health endpoint; in a
+        child process after a fork it raises the fork's :class:`~polyn.errors.PolynError`.
         """
-        if self._state != _RUNNING or self._gate is None or self._gate.closed:
+        gate = self._gate
+        if gate is not None and gate.forked:
+            gate.check()
+        if self._state != _RUNNING or gate is None or gate.closed:
             return False
         return self._blocking(SYNC, _health, ())  # type: ignore[no-any-return]
 
@@ -621,7 +625,10 @@ class AsyncPortal:
     async def health(self) -> bool:
         """See :meth:`Portal.health`."""
         portal = self._portal
-        if portal._state != _RUNNING or portal._gate is None or portal._gate.closed:
+        gate = portal._gate
+        if gate is not None and gate.forked:
+            gate.check()
+        if portal._state != _RUNNING or gate is None or gate.closed:
             return False
         if portal._direct:
             return self._direct_running().health()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from portal_support import ServerWatch, new_threads
 
 import polyn
@@ -27,8 +27,9 @@ from examples.fastapi_app.service import (
 )
 from polyn.server import NatsServer
 
-# Starlette's TestClient would rather have httpx2 than httpx (the issue's and the docs' client).
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+with warnings.catch_warnings():  # Starlette's TestClient would rather have httpx2 than httpx
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
 
 ORDER = {
     "order_id": "T-1",
