@@ -37,7 +37,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import trio
+from opentelemetry import context as otel_context
 
+from polyn import tracing
 from polyn.errors import PolynError
 
 __all__ = [
@@ -81,7 +83,18 @@ class Call:
     thread; ``scope`` and ``cancelled`` are touched in the trio thread only.
     """
 
-    __slots__ = ("args", "cancelled", "fn", "future", "lock", "loop", "mode", "result", "scope")
+    __slots__ = (
+        "args",
+        "cancelled",
+        "context",
+        "fn",
+        "future",
+        "lock",
+        "loop",
+        "mode",
+        "result",
+        "scope",
+    )
 
     def __init__(
         self,
@@ -100,6 +113,11 @@ class Call:
         self.result: Result | None = None
         self.scope: trio.CancelScope | None = None
         self.cancelled = False
+        # The caller's OpenTelemetry context while tracing is on, so the call's spans are
+        # children of the caller's span (an HTTP request's, say) though they run in trio.
+        self.context: otel_context.Context | None = (
+            otel_context.get_current() if tracing.enabled() else None
+        )
 
 
 class _Cancel:
@@ -335,10 +353,15 @@ class Gate:
                         mode = call.mode
                         if mode == INLINE:
                             self._current = call
+                            context = call.context
+                            token = None if context is None else otel_context.attach(context)
                             try:
                                 result: Result = (True, await call.fn(target, *call.args))
                             except Exception as exc:
                                 result = (False, exc)
+                            finally:
+                                if token is not None:
+                                    otel_context.detach(token)
                             self._current = None
                             self._finish(call, result)
                         elif mode == TASK:
@@ -361,6 +384,8 @@ class Gate:
         result: Result = (False, stopped_error())
         scope = call.scope
         assert scope is not None
+        if call.context is not None:
+            otel_context.attach(call.context)  # this task's own contextvars: no detach
         try:
             with scope:
                 result = (True, await call.fn(self.target, *call.args))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 from _support import Names
+from opentelemetry import trace
 from portal_support import (
     ServerWatch,
     connections,
@@ -303,3 +304,23 @@ def test_calls_from_many_threads_cross_into_trio_together(server: NatsServer, na
             holding.result(timeout=5)
             assert [f.result(timeout=5) for f in published] == [None] * 8
         assert gate.wakeups == wakeups + 1
+
+
+def test_the_callers_span_is_the_parent_of_the_calls_spans(
+    server: NatsServer, names: Names, spans: Any
+) -> None:
+    """Tracing on: the spans of a call, made in trio, are children of the caller's span."""
+    subject = names.subject("user.created.v1")
+    asked, given = names.subject("quote.requested.v1"), names.subject("quote.given.v1")
+    tracer = trace.get_tracer("an http framework")
+    with polyn.Portal(make_app(server.url, names.token, Quotes(asked, given))) as portal:
+        with tracer.start_as_current_span("POST /orders") as request:
+            portal.pub(subject, {"name": "Ada"})  # inline in trio
+            portal.request(asked, {"sku": "A"})  # in a task of its own in trio
+        portal.pub(subject, {"name": "no parent"})
+    finished = spans.get_finished_spans()
+    parent = request.get_span_context().span_id
+    pubs = [s for s in finished if s.name == f"{subject} send"]
+    (ask,) = [s for s in finished if s.name == f"{asked} send"]
+    assert [None if s.parent is None else s.parent.span_id for s in pubs] == [parent, None]
+    assert ask.parent is not None and ask.parent.span_id == parent
