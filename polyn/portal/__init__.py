@@ -36,7 +36,8 @@ Things to know:
   saying so; start one portal per worker process, after the fork (an ASGI lifespan already runs
   in each worker).
 - **Stopping** fails the calls still waiting with :class:`~polyn.errors.PolynError`; stop your
-  workers (or let the web server drain its requests) first.
+  workers (or let the web server drain its requests) first. A portal still running when the
+  interpreter exits is stopped then (``atexit``, up to 10 s), gracefully.
 - **Tests**: ``Portal(app, sandbox=True)`` runs the App on a :class:`polyn.testing.Sandbox`
   (an in-memory NATS, real time) wrapping the server in the App's config; ``portal.sandbox``
   then shows what was published.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
@@ -135,8 +137,8 @@ class _Signal:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    def wait(self) -> None:
-        self._event.wait()
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
 
     async def wait_async(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,6 +181,21 @@ async def _sandbox_for(app: App) -> AsyncIterator[Sandbox]:
 
     async with Sandbox.start(app.config.servers[0]) as sandbox:
         yield sandbox
+
+
+_started_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+_EXIT_GRACE = 10.0
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Stop the portals nobody stopped (a ``start()`` in a hook without its ``stop()``), so
+    their connections close gracefully and what they queued is sent. atexit runs while daemon
+    threads still run."""
+    for portal in list(_started_portals):
+        with contextlib.suppress(Exception):
+            if portal._request_stop():
+                portal._finished.wait(_EXIT_GRACE)
 
 
 class Portal:
@@ -315,6 +332,7 @@ class Portal:
     # -- on a thread of its own --------------------------------------------------------------------
 
     def _spawn_thread(self) -> None:
+        _started_portals.add(self)
         self._thread = threading.Thread(
             target=self._thread_main, name=f"polyn-portal {self.app.config.domain}", daemon=True
         )

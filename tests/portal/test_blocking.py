@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -324,3 +326,39 @@ def test_the_callers_span_is_the_parent_of_the_calls_spans(
     (ask,) = [s for s in finished if s.name == f"{asked} send"]
     assert [None if s.parent is None else s.parent.span_id for s in pubs] == [parent, None]
     assert ask.parent is not None and ask.parent.span_id == parent
+
+
+SCRIPT = """
+import sys
+import polyn
+
+class Goodbye(polyn.Actor):
+    async def terminate(self, reason):
+        print("terminated", flush=True)
+
+url, subject = sys.argv[1], sys.argv[2]
+config = polyn.Config(domain="com.test", source_root="portal.test", servers=[url])
+schemas = {subject: {"type": "object"}}
+app = polyn.App(config, [polyn.NatsConnection(), polyn.SchemaStore(schemas=schemas), Goodbye()])
+portal = polyn.Portal(app).start()  # as a post-fork hook would, with no stop() anywhere
+for n in range(200):
+    portal.pub(subject, {"n": n})
+print("exiting", flush=True)
+"""
+
+
+def test_a_portal_nobody_stopped_is_stopped_gracefully_at_exit(
+    server: NatsServer, watch: ServerWatch, names: Names
+) -> None:
+    subject = names.subject("user.created.v1")
+    received = watch.subscribe(subject)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, server.url, subject],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "exiting\nterminated\n"  # the tree stopped: terminate ran
+    eventually(lambda: len(received) == 200)
+    assert [e["data"]["n"] for e in watch.events(subject)] == list(range(200))
