@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import statistics
 import threading
 import time
@@ -211,19 +212,25 @@ def main() -> None:
 
     with server_url() as url:
         for draft in args.drafts:
-            results: dict[str, list[dict[str, float]]] = {"trio": [], "asyncio": [], "threads": []}
             contenders: dict[str, Callable[[], dict[str, float]]] = {
-                "trio": lambda: run_trio(url, draft, args.events, args.tasks, args.requests),
-                "asyncio": lambda: run_asyncio(url, draft, args.events, args.tasks, args.requests),
-                "threads": lambda: run_threads(url, draft, args.events, args.threads),
+                "trio": functools.partial(
+                    run_trio, url, draft, args.events, args.tasks, args.requests
+                ),
+                "asyncio": functools.partial(
+                    run_asyncio, url, draft, args.events, args.tasks, args.requests
+                ),
+                "threads": functools.partial(run_threads, url, draft, args.events, args.threads),
             }
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
             for _ in range(args.rounds):
                 for name, run in contenders.items():
                     results[name].append(run())
             report(draft, args, results)
 
 
-def report(draft: str, args: argparse.Namespace, results: dict[str, list[dict[str, float]]]) -> None:
+def report(
+    draft: str, args: argparse.Namespace, results: dict[str, list[dict[str, float]]]
+) -> None:
     print(f"\nschema {draft}: {args.events} events, median of {args.rounds} interleaved rounds")
     trio_rates = [r["rate"] for r in results["trio"]]
     labels = {
