@@ -11,6 +11,9 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
     polyn schemas load [DIR] [--prune] [--allow-breaking]
                                          put DIR's schemas into the schema bucket
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
+    polyn catalog [--app MODULE:ATTR] [--out DIR] [--offline]
+                                         write the event catalogue (AsyncAPI 3.0 and HTML)
+    polyn catalog serve [--port 8000]    serve it on 127.0.0.1 for browsing
 
 Configuration comes from :meth:`polyn.Config.load`: command-line flags beat ``POLYN_*`` and
 ``NATS_URL`` / ``NATS_SERVERS`` / ``NATS_CREDENTIALS`` / ``NATS_CA_FILE`` variables, which beat
@@ -185,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="JetStream store (default .polyn/jetstream)",
     )
     server.set_defaults(handler=_server)
+
+    from polyn.catalog._cli import add_catalog_command  # its own module: polyn/catalog/
+
+    add_catalog_command(commands, config, _load_config)
     return parser
 
 
