@@ -225,12 +225,18 @@ def test_an_interrupted_blocking_call_is_cancelled_in_trio(
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     assert threading.current_thread() is threading.main_thread()
-    with polyn.Portal(make_app(server.url, names.token)) as portal:
-        threading.Thread(target=interrupt).start()
-        with pytest.raises(KeyboardInterrupt):
-            portal.call(forever)  # Ctrl-C while it waits
-        assert cancelled.wait(5)
-        eventually(lambda: portal.calls_in_flight == 0)
+    # Python's own Ctrl-C handler, whatever an earlier test's event loop left installed (an
+    # asyncio runner's handler cancels its main task instead of raising).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with polyn.Portal(make_app(server.url, names.token)) as portal:
+            threading.Thread(target=interrupt).start()
+            with pytest.raises(KeyboardInterrupt):
+                portal.call(forever)  # Ctrl-C while it waits
+            assert cancelled.wait(5)
+            eventually(lambda: portal.calls_in_flight == 0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_blocking_call_from_the_portal_thread_is_refused(
