@@ -1,0 +1,174 @@
+"""Instances from validated JSON and JSON from instances, with cattrs.
+
+Two converters, built once per process (they hold no state but cattrs' cache of the functions it
+generates per class):
+
+- ``_STRUCTURE`` builds instances. Data reaching it has been validated by the codec against the
+  message's schema, so it does not re-check what the schema already checked
+  (``detailed_validation=False``): a ``str`` field gets ``str(value)``, which is the value itself.
+  ``float`` fields keep JSON integers as they are (``int`` is a ``float`` to a type checker, and
+  ``float(2**60 + 1)`` would change the number); unions of JSON scalars pass through, checked
+  by type only.
+- ``_UNSTRUCTURE`` writes JSON values. Classes of a generated module (marked
+  ``__polyn_generated__`` at module level) leave out an optional field whose value is ``None``
+  and whose default is ``None``: the schema does not require it and may not allow ``null``.
+  Other attrs classes and dataclasses keep every field, as ``attrs.asdict`` did before.
+
+A field whose JSON key is not a Python name (``odd-name``, ``class``, ``_id``) carries its key in
+its metadata, ``{"json_key": "odd-name"}``; both converters honour it, for generated and
+hand-written classes alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.strategies import configure_union_passthrough
+
+T = TypeVar("T")
+
+JSON_KEY = "json_key"
+"""The field metadata key naming a field's JSON key, when it differs from the field's name."""
+
+_JSON_SCALARS = str | int | float | bool | None
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
+def is_record(cl: Any) -> bool:
+    """Whether ``cl`` is an attrs class or a dataclass (cattrs builds those field by field)."""
+    return isinstance(cl, type) and (attrs.has(cl) or dataclasses.is_dataclass(cl))
+
+
+def is_pydantic(cl: Any) -> bool:
+    """Whether ``cl`` looks like a pydantic v2 model (without importing pydantic)."""
+    return (
+        isinstance(cl, type)
+        and callable(getattr(cl, "model_validate", None))
+        and callable(getattr(cl, "model_dump", None))
+    )
+
+
+def is_generated(cl: type[Any]) -> bool:
+    """Whether ``cl`` comes from a module written by ``polyn schemas codegen``."""
+    module = sys.modules.get(cl.__module__)
+    return getattr(module, "__polyn_generated__", False) is True
+
+
+def _fields(cl: type[Any]) -> list[tuple[str, Mapping[Any, Any], Any]]:
+    """(name, metadata, default) of each field; the default is ``None`` only when it is None."""
+    if attrs.has(cl):
+        return [(a.name, a.metadata, a.default) for a in attrs.fields(cl)]
+    return [(f.name, f.metadata, f.default) for f in dataclasses.fields(cl)]
+
+
+def _renamed(cl: type[Any]) -> dict[str, str]:
+    return {
+        name: metadata[JSON_KEY]
+        for name, metadata, _ in _fields(cl)
+        if isinstance(metadata.get(JSON_KEY), str)
+    }
+
+
+def _keep(value: Any, _: Any) -> Any:
+    return value
+
+
+def _structure_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
+    converter.register_structure_hook(float, _keep)
+    configure_union_passthrough(_JSON_SCALARS, converter)
+
+    def record(cl: type[Any]) -> Callable[[Any, Any], Any]:
+        overrides: dict[str, Any] = {
+            name: override(rename=key) for name, key in _renamed(cl).items()
+        }
+        return make_dict_structure_fn(
+            cl,
+            converter,
+            _cattrs_forbid_extra_keys=False,
+            _cattrs_detailed_validation=False,
+            **overrides,
+        )
+
+    def pydantic(cl: type[Any]) -> Callable[[Any, Any], Any]:
+        validate = cl.model_validate
+        return lambda value, _: validate(value)
+
+    # pydantic first: a pydantic dataclass is a dataclass too, and pydantic should build it.
+    converter.register_structure_hook_factory(is_pydantic, pydantic)
+    converter.register_structure_hook_factory(
+        lambda cl: is_record(cl) and not is_pydantic(cl), record
+    )
+    return converter
+
+
+def _unstructure_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+
+    def record(cl: type[Any]) -> Callable[[Any], Any]:
+        renamed = _renamed(cl)
+        omit_none = is_generated(cl)
+        overrides: dict[str, Any] = {}
+        for name, _, default in _fields(cl):
+            omit = omit_none and default is None
+            if name in renamed or omit:
+                overrides[name] = override(rename=renamed.get(name), omit_if_default=omit)
+        return make_dict_unstructure_fn(cl, converter, **overrides)
+
+    def pydantic(cl: type[Any]) -> Callable[[Any], Any]:
+        return lambda value: value.model_dump(mode="json")
+
+    converter.register_unstructure_hook_factory(is_pydantic, pydantic)
+    converter.register_unstructure_hook_factory(
+        lambda cl: is_record(cl) and not is_pydantic(cl), record
+    )
+    return converter
+
+
+_STRUCTURE = _structure_converter()
+_UNSTRUCTURE = _unstructure_converter()
+
+
+def structure_hook(cls: type[T]) -> Callable[[Any, type[T]], T]:
+    """cattrs' structuring function for ``cls`` (made once, then cached by cattrs).
+
+    Raises ``TypeError`` when ``cls`` cannot be built from JSON (no attrs class, dataclass,
+    pydantic model or type cattrs knows).
+    """
+    try:
+        return _STRUCTURE.get_structure_hook(cls)
+    except (cattrs.StructureHandlerNotFoundError, NameError) as exc:
+        raise TypeError(
+            f"polyn cannot build {_name(cls)} from event data: {exc}. Use a class generated by "
+            "`polyn schemas codegen`, an attrs class, a dataclass or a pydantic model"
+        ) from exc
+
+
+def unstructure(obj: Any) -> Any:
+    """``obj`` as a JSON value, ready for :func:`polyn.codec.encode`.
+
+    JSON values (dicts, lists, strings, numbers, booleans, ``None``) are returned as they are.
+    Instances of generated classes, attrs classes and dataclasses become dicts (nested instances
+    too, sequences become lists, enums their values, ``json_key`` metadata renames keys); pydantic
+    models give ``model_dump(mode="json")``. An optional field of a generated class that is
+    ``None`` is left out (see the module doc). Anything else is returned unchanged, and the codec
+    then says where it is not JSON.
+
+    Example::
+
+        unstructure(OrderPlacedV1(order_id="o-1", customer="ada", items=[...], total=9.5))
+        # {'order_id': 'o-1', 'customer': 'ada', 'items': [...], 'total': 9.5}
+    """
+    if type(obj) in _PLAIN:
+        return obj
+    return _UNSTRUCTURE.unstructure(obj)
+
+
+def _name(cls: Any) -> str:
+    return getattr(cls, "__qualname__", None) or repr(cls)
