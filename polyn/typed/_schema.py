@@ -133,9 +133,9 @@ class Compatibility:
         if not self.compatible:
             lines = "\n".join(f"  {problem}" for problem in self.problems)
             return (
-                f"{about} cannot read the current schema revision: it was generated from a "
-                f"revision this one breaks:\n{lines}\nRegenerate it (polyn schemas codegen) and "
-                "update the code that uses it; until then these events are naked, not lost."
+                f"{about} cannot read events of the current schema revision:\n{lines}\n"
+                "Regenerate it (polyn schemas codegen) and update the code that uses it; until "
+                "then these events are naked, not dead-lettered."
             )
         if self.stale:
             return (
@@ -216,27 +216,19 @@ class Decoder(Generic[T]):
         return verdict
 
     def _judge(self, schema: Any, name: str) -> Compatibility:
-        if self.message is not None and name != self.message:
-            verdict = Compatibility(
-                self.data_type,
-                self.message,
-                judged=True,
-                stale=False,
-                problems=(
-                    f"#: {self.data_type.__qualname__} is generated for {self.message}, "
-                    f"not for {name}",
-                ),
-            )
+        if schema_hash_of(self.data_type) is None:
+            return Compatibility(self.data_type, self.message, judged=False, stale=False)
+        problem = None
+        if self.message != name:
+            problem = f"#: {self.data_type.__qualname__} stands for {self.message}, not {name}"
         elif schema is None:
-            verdict = Compatibility(
-                self.data_type,
-                self.message,
-                judged=True,
-                stale=False,
-                problems=(f"#: no schema for {name} in the schema store",),
-            )
-        else:
+            problem = f"#: no schema for {name} in the schema store"
+        if problem is None:
             verdict = compatibility(self.data_type, schema)
+        else:
+            verdict = Compatibility(
+                self.data_type, self.message, judged=True, stale=False, problems=(problem,)
+            )
         self._report(verdict, schema_hash(schema) if schema is not None else name)
         return verdict
 

@@ -30,7 +30,6 @@ and nothing depends on the time or the machine.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import keyword
 import re
@@ -89,13 +88,13 @@ def class_name_for(message: str) -> str:
 
 
 def _generator() -> Any:
-    if importlib.util.find_spec("datamodel_code_generator") is None:
+    try:
+        import datamodel_code_generator
+    except ImportError as exc:
         raise MissingExtraError(
             "polyn schemas codegen needs datamodel-code-generator, which the "
             f"'{EXTRA}' extra installs: pip install 'polyn[{EXTRA}]'"
-        )
-    import datamodel_code_generator
-
+        ) from exc
     return datamodel_code_generator
 
 
