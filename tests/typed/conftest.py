@@ -64,6 +64,7 @@ SHIPMENT = {
         },
         "note": {"type": ["string", "null"]},
         "priority": {"type": "integer", "default": 3},
+        "labels": {"type": "array", "items": {"type": "string"}, "default": []},
         "weight": {"type": "number"},
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
         "tracking-code": {"type": "string"},

@@ -44,10 +44,11 @@ SHIPMENT_DATA: dict[str, Any] = {
 def test_structure_builds_nested_frozen_instances(shop_events: types.ModuleType) -> None:
     order = typed.structure(shop_events.OrderPlacedV1, ORDER)
 
+    # Built by hand as a user writes it (arrays as lists): the same instance.
     assert order == shop_events.OrderPlacedV1(
         order_id="o-1",
         customer="ada",
-        items=(shop_events.OrderPlacedV1Item(sku="kettle", quantity=2, price=19.5),),
+        items=[shop_events.OrderPlacedV1Item(sku="kettle", quantity=2, price=19.5)],
         total=39,
     )
     assert type(order.total) is int  # a JSON integer in a number field is not rounded to float
@@ -64,6 +65,8 @@ def test_structure_follows_json_keys_and_defaults(rich: types.ModuleType) -> Non
     assert shipment.address == rich.ShipmentSentV1Address(street="Main St 1", zip=None)
     assert shipment.lines[1] == rich.ShipmentSentV1Line(sku="tea", qty=None)
     assert shipment.priority == 3  # the schema's default for a missing property
+    assert shipment.labels == []  # an array default
+    assert shipment.tags == {"fragile": "yes"} and shipment.tags is not SHIPMENT_DATA["tags"]
     assert shipment.billing is None and shipment.weight is None
 
 
@@ -78,7 +81,7 @@ def test_recursive_classes_from_2020_12_defs_round_trip(rich: types.ModuleType) 
     folder = typed.structure(rich.FolderCreatedV2, data)
     written = typed.unstructure(folder)
 
-    assert folder.children == (rich.FolderCreatedV2(name="leaf", children=()),)
+    assert folder.children == [rich.FolderCreatedV2(name="leaf", children=[])]
     assert folder.owner == rich.FolderCreatedV2Owner(login="ada")
     # An optional null is left out: the same instance, and the schema accepts both.
     assert written == {key: value for key, value in data.items() if key != "visibility"}
@@ -95,7 +98,12 @@ def test_unstructure_writes_the_json_the_schema_accepts(rich: types.ModuleType) 
 
     # JSON keys restored; optional fields left unset are left out (the schema does not allow
     # null for billing or weight); a required nullable field keeps its null; the default is kept.
-    assert data == {**SHIPMENT_DATA, "address": {"street": "Main St 1"}, "priority": 3}
+    assert data == {
+        **SHIPMENT_DATA,
+        "address": {"street": "Main St 1"},
+        "priority": 3,
+        "labels": [],
+    }
     assert "note" in data and data["note"] is None
     schemas = codec.Schemas.from_dict({"shipment.sent.v1": SHIPMENT})
     body = codec.encode(Event.new(CONFIG, "shipment.sent.v1", data), schemas, CONFIG)
@@ -222,6 +230,23 @@ def test_decoder_refuses_an_incompatible_revision_without_calling_it_invalid(
     assert isinstance(raised.value, SchemaError)
     assert raised.value.compatibility is not None
     assert "#/properties/customer: property removed" in raised.value.compatibility.problems
+
+
+def test_an_enum_value_the_class_does_not_know_is_naked_not_mistyped(
+    rich: types.ModuleType,
+) -> None:
+    # Adding an enum value is compatible by the check rules (the class is only stale), but a
+    # value outside its Literal cannot be represented: that event is refused, not mistyped.
+    grown = copy.deepcopy(SHIPMENT)
+    grown["properties"]["status"]["enum"].append("returned")
+    schemas = codec.Schemas.from_dict({"shipment.sent.v1": grown})
+    decoder = Decoder(rich.ShipmentSentV1)
+
+    assert decoder.compatibility(schemas, "shipment.sent.v1").compatible
+    with pytest.raises(IncompatibleSchemaError, match="'returned' is not one of"):
+        decoder.decode(
+            {**SHIPMENT_DATA, "status": "returned"}, name="shipment.sent.v1", schemas=schemas
+        )
 
 
 def test_decoder_judges_each_snapshot_once_and_logs_once(
