@@ -6,7 +6,8 @@ dataclass per message schema. This package is the runtime side, which needs only
 - :func:`structure` builds an instance from event data the codec has validated;
   :func:`unstructure` turns an instance (generated, attrs, dataclass, pydantic) back into JSON;
 - :func:`message_name_of` tells which message a generated class stands for, so
-  ``pub(running, OrderPlacedV1(...))`` needs no event type;
+  ``pub(running, OrderPlacedV1(...))`` needs no event type (:func:`event_type_and_data` is what
+  ``pub`` does with its arguments);
 - :func:`schema_hash_of`, :func:`is_stale` and :func:`compatibility` compare the schema a class
   was generated from with the revision in the schema store: a different hash is only a warning,
   a breaking change (``polyn schemas check`` rules) makes the class unable to read the revision;
@@ -32,6 +33,7 @@ from polyn.typed._schema import (
     Decoder,
     IncompatibleSchemaError,
     compatibility,
+    event_type_and_data,
     generated_classes,
     is_stale,
     message_name_of,
@@ -47,6 +49,7 @@ __all__ = [
     "Decoder",
     "IncompatibleSchemaError",
     "compatibility",
+    "event_type_and_data",
     "generated_classes",
     "is_stale",
     "message_name_of",

@@ -27,7 +27,7 @@ import attrs
 
 from polyn.errors import SchemaError
 from polyn.schema_compat import breaking_changes
-from polyn.typed._convert import structure_hook
+from polyn.typed._convert import structure_hook, unstructure
 
 T = TypeVar("T")
 
@@ -286,6 +286,45 @@ def structure(cls: type[T], data: Any) -> T:
     """
     decoder: Decoder[T] = _decoder(cast(Any, cls))
     return decoder.structure(data)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""The default of :func:`event_type_and_data`'s ``data``: none was given."""
+
+
+def event_type_and_data(event_type: Any, data: Any = MISSING) -> tuple[str, Any]:
+    """What to publish for ``pub(conn, event_type, data)`` or ``pub(conn, instance)``.
+
+    With a message name and ``data``: the name and ``unstructure(data)``. With an instance of a
+    generated class alone: its message name and its JSON. Raises ``TypeError`` for an instance
+    of a class that stands for no message (pass the event type), or for both an instance and
+    ``data``.
+
+    Example::
+
+        event_type_and_data(OrderPlacedV1(...))            # ('order.placed.v1', {...})
+        event_type_and_data("user.created.v1", {"a": 1})   # ('user.created.v1', {'a': 1})
+    """
+    if isinstance(event_type, str):
+        return event_type, unstructure(None if data is MISSING else data)
+    name = message_name_of(event_type)
+    if name is None or isinstance(event_type, type):
+        raise TypeError(
+            f"Cannot tell the event type of {event_type!r}: only instances of classes written "
+            "by `polyn schemas codegen` carry one; pass the event type, e.g. "
+            'pub(conn, "user.created.v1", data)'
+        )
+    if data is not MISSING:
+        raise TypeError(
+            f"Pass either an instance ({type(event_type).__qualname__}) or an event type and "
+            "its data, not both"
+        )
+    return name, unstructure(event_type)
 
 
 def generated_classes(namespace: Mapping[str, Any] | Any) -> dict[str, type[Any]]:

@@ -160,6 +160,20 @@ def test_message_name_and_schema_hash_of_a_generated_class(shop_events: types.Mo
     assert typed.schema_hash_of(dict) is None and typed.schema_of(dict) is None
 
 
+def test_event_type_and_data_for_publishing(shop_events: types.ModuleType) -> None:
+    order = typed.structure(shop_events.OrderPlacedV1, ORDER)
+
+    assert typed.event_type_and_data(order) == ("order.placed.v1", ORDER)
+    assert typed.event_type_and_data("order.placed.v1", order) == ("order.placed.v1", ORDER)
+    assert typed.event_type_and_data("user.created.v1", {"a": 1}) == ("user.created.v1", {"a": 1})
+    with pytest.raises(TypeError, match="pass the event type"):
+        typed.event_type_and_data(Mine("ada"))
+    with pytest.raises(TypeError, match="pass the event type"):
+        typed.event_type_and_data(shop_events.OrderPlacedV1)  # the class, not an instance
+    with pytest.raises(TypeError, match="not both"):
+        typed.event_type_and_data(order, ORDER)
+
+
 def test_schema_hash_ignores_key_order_and_whitespace_only() -> None:
     a = json.loads('{"type": "object", "required": ["a"]}')
     b = json.loads('{ "required" : ["a"], "type":"object" }')
