@@ -136,7 +136,9 @@ def _container_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[An
     return factory
 
 
-def _fast_record(cl: type[Any], converter: cattrs.Converter) -> Callable[[Any, Any], Any] | None:
+def _fast_record(
+    cl: type[Any], converter: cattrs.Converter, building: set[type[Any]]
+) -> Callable[[Any, Any], Any] | None:
     """A structuring function for a generated class, or None when it does not qualify.
 
     cattrs' own function calls the frozen dataclass's ``__init__`` (an ``object.__setattr__``
@@ -145,7 +147,8 @@ def _fast_record(cl: type[Any], converter: cattrs.Converter) -> Callable[[Any, A
     no ``init=False`` fields, and their data was validated, so this function fills the new
     instance's ``__dict__`` at once: scalars as decoded, ``Literal`` values checked against
     their set, everything else (nested classes, sequences, unions) through cattrs' hook for the
-    field's type, looked up on first use (classes may refer to themselves).
+    field's type. Those hooks are made now, so a type cattrs cannot build fails here, except
+    for a type that refers back to a class being built (``"$ref": "#"``), looked up on first use.
     """
     if not dataclasses.is_dataclass(cl) or attrs.has(cl) or hasattr(cl, "__post_init__"):
         return None
@@ -169,7 +172,14 @@ def _fast_record(cl: type[Any], converter: cattrs.Converter) -> Callable[[Any, A
             expression = f"(v if (v := {value}) in _a{index} else _bad(v, _a{index}))"
         else:
             namespace[f"_t{index}"] = tp
-            namespace[f"_h{index}"] = _resolver(converter, namespace, f"_h{index}", tp)
+            if _refers_to(tp, building | {cl}):
+                namespace[f"_h{index}"] = _resolver(converter, namespace, f"_h{index}", tp)
+            else:
+                building.add(cl)
+                try:
+                    namespace[f"_h{index}"] = converter.get_structure_hook(tp)
+                finally:
+                    building.discard(cl)
             expression = f"_h{index}({value}, _t{index})"
         if f.default is not dataclasses.MISSING:
             namespace[f"_d{index}"] = f.default
@@ -191,6 +201,23 @@ def _fast_record(cl: type[Any], converter: cattrs.Converter) -> Callable[[Any, A
     exec(compile(source, f"<polyn structure {cl.__qualname__}>", "exec"), namespace)
     function: Callable[[Any, Any], Any] = namespace[f"structure_{cl.__name__}"]
     return function
+
+
+def _refers_to(tp: Any, classes: set[type[Any]]) -> bool:
+    """Whether ``tp`` is or holds one of ``classes`` (looking into the fields of records)."""
+    seen: set[int] = set()
+    pending = [tp]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current in classes:
+            return True
+        pending.extend(typing.get_args(current))
+        if isinstance(current, type) and dataclasses.is_dataclass(current):
+            pending.extend(typing.get_type_hints(current).values())
+    return False
 
 
 def _resolver(
@@ -216,8 +243,10 @@ def _structure_converter() -> cattrs.Converter:
     configure_union_passthrough(_JSON_SCALARS, converter)
     converter.register_structure_hook_factory(_abstract_container, _container_hook(converter))
 
+    building: set[type[Any]] = set()
+
     def record(cl: type[Any]) -> Callable[[Any, Any], Any]:
-        if is_generated(cl) and (fast := _fast_record(cl, converter)) is not None:
+        if is_generated(cl) and (fast := _fast_record(cl, converter, building)) is not None:
             return fast
         overrides: dict[str, Any] = {
             name: override(rename=key) for name, key in _renamed(cl).items()

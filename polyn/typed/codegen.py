@@ -500,8 +500,9 @@ def _check_part(
                     )
         try:
             structure_hook(module.__dict__[class_name])
-        except TypeError as exc:
-            return f"cattrs cannot build {class_name}: {exc}"
+        except Exception as exc:  # whatever cattrs objects to, the class is unusable
+            reason = str(exc).replace(f"{module.__name__}.", "")
+            return f"cattrs cannot build {class_name}: {reason}"
     finally:
         del sys.modules[module.__name__]
     return None

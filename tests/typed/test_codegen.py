@@ -131,6 +131,33 @@ def test_schemas_without_an_object_root_get_no_class(rich_text: str) -> None:
     assert "# No class for note.text.v1: the schema's root is not an object" in rich_text
 
 
+def test_a_schema_whose_class_cattrs_cannot_build_is_skipped_with_the_reason() -> None:
+    # Two variants of a oneOf that no required property tells apart.
+    ambiguous = {
+        "type": "object",
+        "required": ["v"],
+        "properties": {
+            "v": {
+                "oneOf": [
+                    {"type": "object", "properties": {"a": {"type": "string"}}},
+                    {"type": "object", "properties": {"a": {"type": "integer"}}},
+                ]
+            }
+        },
+    }
+
+    module = generate_module(
+        {"value.set.v1": ambiguous, "stock.requested.v1": example_schemas()["stock.requested.v1"]},
+        source="x",
+    )
+
+    assert module.classes == {"stock.requested.v1": "StockRequestedV1"}
+    assert module.skipped["value.set.v1"].startswith(
+        "cattrs cannot build ValueSetV1: Could not disambiguate between <class 'ValueSetV11'>"
+    )
+    assert "class ValueSetV1" not in module.text
+
+
 def test_output_is_deterministic(rich_text: str) -> None:
     reordered = dict(reversed(list(RICH_SCHEMAS.items())))
     shuffled = {
