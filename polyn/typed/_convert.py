@@ -1,14 +1,15 @@
 """Instances from validated JSON and JSON from instances, with cattrs.
 
 Two converters, built once per process (they hold no state but cattrs' cache of the functions it
-generates per class):
+makes per class):
 
 - ``_STRUCTURE`` builds instances. Data reaching it has been validated by the codec against the
   message's schema, so it does not re-check what the schema already checked
-  (``detailed_validation=False``): a ``str`` field gets ``str(value)``, which is the value itself.
-  ``float`` fields keep JSON integers as they are (``int`` is a ``float`` to a type checker, and
-  ``float(2**60 + 1)`` would change the number); unions of JSON scalars pass through, checked
-  by type only.
+  (``detailed_validation=False``). ``float`` fields keep JSON integers as they are (``int`` is a
+  ``float`` to a type checker, and ``float(2**60 + 1)`` would change the number); unions of JSON
+  scalars pass through; ``Sequence`` / ``Mapping`` (how generated classes declare arrays and
+  maps) become lists and dicts, as in the JSON. Generated classes get Polyn's own function
+  (:func:`_fast_record`), others cattrs' generated one.
 - ``_UNSTRUCTURE`` writes JSON values. Classes of a generated module (marked
   ``__polyn_generated__`` at module level) leave out an optional field whose value is ``None``
   and whose default is ``None``: the schema does not require it and may not allow ``null``.
