@@ -120,6 +120,15 @@ def load_module(text: str, folder: Path) -> types.ModuleType:
     return module
 
 
+@pytest.fixture(autouse=True)
+def _cli_logging_stays_in_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests here run ``polyn.cli.main`` in this process: its logging set-up (levels of the
+    polyn.nats and polyn.actors loggers) would outlive the test."""
+    from polyn import cli
+
+    monkeypatch.setattr(cli, "_configure_logging", lambda *args: None)
+
+
 @pytest.fixture(scope="session")
 def rich_text() -> str:
     from polyn.typed.codegen import generate_module
