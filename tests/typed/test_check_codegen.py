@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 from _support import Names
-from conftest import SCHEMAS_DIR
+from typed_support import SCHEMAS_DIR
 
 from polyn import cli
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from conftest import EXAMPLE_MODULE, RICH_SCHEMAS, ROOT, example_schemas
+from typed_support import EXAMPLE_MODULE, RICH_SCHEMAS, ROOT, example_schemas
 
 from polyn import cli, typed
 from polyn.errors import SchemaError

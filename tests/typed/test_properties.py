@@ -7,9 +7,9 @@ import copy
 import types
 from typing import Any
 
-from conftest import CONFIG, RICH_SCHEMAS, example_schemas
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typed_support import CONFIG, RICH_SCHEMAS, example_schemas
 
 from polyn import codec, typed
 from polyn.event import Event

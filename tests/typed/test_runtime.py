@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pydantic
 import pytest
-from conftest import CONFIG, FOLDER, SHIPMENT
+from typed_support import CONFIG, FOLDER, SHIPMENT
 
 from polyn import codec, typed
 from polyn.errors import SchemaError, ValidationError
