@@ -10,7 +10,8 @@ schema declaring draft 2020-12. It runs twice: with that schema, and with the sa
 ``$schema`` (the codec's draft-07 path, its fastest today), because the ratio depends on how fast
 the codec is.
 
-Per event, measured in interleaved rounds (each work once per round, medians over rounds):
+Per event, in rounds where the works take turns in slices of about a millisecond (so load from
+other processes falls on all of them alike); medians over rounds, ratios per round:
 
 - decode: ``codec.decode(body)``, the untyped baseline;
 - typed decode: ``codec.decode(body)`` then ``Decoder.decode(event.data)`` (the judgement of the
@@ -82,24 +83,42 @@ def _generated(schema: Any, folder: Path) -> type[Any]:
     return cls
 
 
-def _per_event(work: Callable[[], object], seconds: float) -> float:
-    """Microseconds per call of ``work``, over about ``seconds``."""
-    work()
-    count, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        for _ in range(100):
+def _calibrate(work: Callable[[], object]) -> int:
+    """How many calls of ``work`` take about a millisecond."""
+    count = 1
+    while True:
+        started = time.perf_counter()
+        for _ in range(count):
             work()
-        count += 100
-    return elapsed / count * 1e6
+        if time.perf_counter() - started > 0.001:
+            return count
+        count *= 2
 
 
 def _measure(
     works: dict[str, Callable[[], object]], seconds: float, rounds: int
 ) -> dict[str, list[float]]:
+    """Microseconds per call of each work, one figure per round.
+
+    Within a round the works take turns in slices of about a millisecond, so a burst of load
+    from other processes falls on all of them alike instead of on whichever ran then.
+    """
+    sizes = {name: _calibrate(work) for name, work in works.items()}
     results: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(rounds):
-        for name, work in works.items():
-            results[name].append(_per_event(work, seconds))
+        spent = dict.fromkeys(works, 0.0)
+        calls = dict.fromkeys(works, 0)
+        ends = time.perf_counter() + seconds * len(works)
+        while time.perf_counter() < ends:
+            for name, work in works.items():
+                size = sizes[name]
+                started = time.perf_counter()
+                for _ in range(size):
+                    work()
+                spent[name] += time.perf_counter() - started
+                calls[name] += size
+        for name in works:
+            results[name].append(spent[name] / calls[name] * 1e6)
     return results
 
 
@@ -134,7 +153,7 @@ def run(label: str, schema: Any, folder: Path, seconds: float, rounds: int) -> N
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(results[a], results[b], strict=True))
 
-    print(f"\n{label}: {len(body)}-byte event, {rounds} interleaved rounds, medians")
+    print(f"\n{label}: {len(body)}-byte event, {rounds} rounds of interleaved slices, medians")
     print(f"{'':28}{'µs/event':>10}{'ratio':>24}")
     for name, shown, base in (
         ("decode", "decode", None),
