@@ -280,7 +280,7 @@ def _reference_problem(part: Mapping[str, Any]) -> str | None:
         if not isinstance(value, str):
             return f"{keyword} {_inspect(value)} is not a string"
         if keyword == "$recursiveRef" and value != "#":
-            return f'$recursiveRef {value!r} must be "#"'
+            return f'$recursiveRef {value!r} must be "#": Polyn fetches nothing'
         if not value.startswith("#"):
             return (
                 f"{keyword} {value!r} does not resolve inside the schema; Polyn fetches nothing "

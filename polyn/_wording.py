@@ -199,9 +199,16 @@ def _unique_items(
     for item in instance:
         identity = _identity(item)
         if identity in seen:
-            yield ValidationError(f"{instance!r} has non-unique elements")
+            yield ValidationError(f"{_shown(instance)} has non-unique elements")
             return
         seen.add(identity)
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 _KEYWORDS = {

@@ -315,7 +315,11 @@ MODERN: list[tuple[str, tuple[str, ...], dict[str, Any], list[Any], list[Any]]] 
         ("2019-09", "2020-12"),
         {
             "type": "array",
-            "contains": {"type": "object", "properties": {"primary": {"const": True}}, "required": ["primary"]},
+            "contains": {
+                "type": "object",
+                "properties": {"primary": {"const": True}},
+                "required": ["primary"],
+            },
             "minContains": 1,
             "maxContains": 1,
             "maxItems": 4,

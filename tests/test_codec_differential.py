@@ -61,8 +61,10 @@ _SCALARS = st.one_of(
 )
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(["a", "name", "label", "x-n", "kind"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "name", "label", "x-n", "kind"]), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
