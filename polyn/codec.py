@@ -292,19 +292,26 @@ def _check(compiled: CompiledSchema, document: dict[str, Any], data: Any, *, who
 # -- encode and decode ---------------------------------------------------------------------------
 
 
+class _NotAnEvent(ValidationError, TypeError):
+    """:func:`encode` was given something other than an Event: a validation error, as the
+    Ruby client raises, and a ``TypeError``, as Python code expects."""
+
+
 def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
     """The compact JSON bytes of ``event``, after validating it (see the module doc).
 
     Raises :class:`~polyn.ValidationError` when the event is not a valid CloudEvent, its type is
     not a valid message name, no schema exists for it, or its ``data`` breaks the schema or is
-    not JSON. ``TypeError`` when ``event`` is not an :class:`~polyn.Event`.
+    not JSON. When ``event`` is not an :class:`~polyn.Event`, the error is both a
+    ``ValidationError`` (the fact sheet's "Can only serialize ..." text, §13 case 66) and a
+    ``TypeError``.
 
     Example::
 
         body = encode(Event.new(config, "user.created.v1", {"name": "Ada"}), schemas, config)
     """
     if not isinstance(event, Event):
-        raise TypeError(f"encode() takes a polyn.Event, got {_inspect(event)}")
+        raise _NotAnEvent(f"Can only serialize `polyn.Event` instances. got {_inspect(event)}")
     document = {
         "id": event.id,
         "specversion": event.specversion,

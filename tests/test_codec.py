@@ -288,9 +288,12 @@ def test_encode_of_an_invalid_type() -> None:
     assert "Event names must be lowercase" in encode_error(event("user created v1"))
 
 
-def test_encode_takes_only_events() -> None:
-    with pytest.raises(TypeError, match=r"takes a polyn\.Event"):
+def test_encode_takes_only_events() -> None:  # §13 case 66
+    expected = r"^Can only serialize `polyn\.Event` instances\. got 'foo'$"
+    with pytest.raises(ValidationError, match=expected):
         encode("foo", SCHEMAS, CONFIG)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # what Python code catches for a wrong argument type
+        encode({"id": "1"}, SCHEMAS, CONFIG)  # type: ignore[arg-type]
 
 
 # -- payloads a fast JSON codec cannot carry -------------------------------------------------------
