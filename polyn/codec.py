@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from types import MappingProxyType
@@ -345,8 +344,17 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
 
 # orjson reads integers beyond 64 bits as floats: a body with such a digit run is read again by
 # the standard library, which is exact. (Any 19-digit run, in a string too: rare, and harmless.)
-_BIG_DIGITS = re.compile(rb"[0-9]{19}")
-_BIG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+# Digits become "0" and everything else " ", then a substring search: both run in C, far faster
+# than a regular expression.
+_DIGIT_MAP = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _may_hold_big_integers(body: bytes | bytearray | memoryview | str) -> bool:
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if isinstance(raw, memoryview):
+        raw = raw.tobytes()
+    return _NINETEEN_DIGITS in raw.translate(_DIGIT_MAP)
 
 
 def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config: Config) -> Event:
@@ -364,8 +372,11 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
     """
     try:
         document = orjson.loads(body)
-        big = _BIG_DIGITS_TEXT.search(body) if isinstance(body, str) else _BIG_DIGITS.search(body)
-        if big is not None and isinstance(document, dict):
+        if type(document) is dict and (
+            _NINETEEN_DIGITS in body.translate(_DIGIT_MAP)
+            if type(body) is bytes
+            else _may_hold_big_integers(body)
+        ):
             document = json.loads(bytes(body) if not isinstance(body, str) else body)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(_undecodable(body, exc.pos)) from None
@@ -373,6 +384,13 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
         raise ValidationError(_undecodable(body, None)) from None
     except Exception:
         raise ValidationError(_undecodable(body, None)) from None
+    if type(document) is dict:
+        try:
+            event = _decoded_quickly(document, schemas, config.domain)
+        except Exception:
+            event = None  # the long way words what went wrong
+        if event is not None:
+            return event
     _validate(document, schemas, config)
     try:
         return Event(
@@ -388,6 +406,68 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
         )
     except Exception as exc:
         raise ValidationError(_report(document, [_failure(exc)])) from None
+
+
+def _decoded_quickly(document: dict[str, Any], schemas: Schemas, domain: str) -> Event | None:
+    """The event of a valid ``document`` in the usual shape, checked with everything read once;
+    ``None`` for anything else, which :func:`decode` then validates the long way (the verdict
+    is the same: this is :func:`_plain_envelope`, the naming rule and the payload's validator,
+    fused; the long way words the errors)."""
+    if not _ENVELOPE_KEYS.issuperset(document):
+        return None
+    get = document.get
+    event_id = get("id")
+    source = get("source")
+    specversion = get("specversion")
+    event_type = get("type")
+    content_type = get("datacontenttype")
+    if (
+        type(event_id) is not str
+        or not event_id
+        or type(source) is not str
+        or not source
+        or type(specversion) is not str
+        or not specversion
+        or type(event_type) is not str
+        or get("dataschema") is not None
+        or (content_type is not None and (type(content_type) is not str or not content_type))
+    ):
+        return None
+    if "time" in document:
+        time = document["time"]
+        if time is not None and (type(time) is not str or not _time_ok(time)):
+            return None
+    else:
+        time = _now()
+    if "polyndata" in document:
+        polyndata = document["polyndata"]
+        if type(polyndata) is not dict:
+            return None
+        for key in _POLYNDATA_KEYS:
+            if type(polyndata.get(key)) is not str:
+                return None
+    else:
+        polyndata = _polyndata()
+    name = _NAMES.get((event_type, domain))  # known good names only; new ones the long way
+    if name is None or not _source_ok(source):
+        return None
+    compiled = schemas._compiled.get(name)
+    if compiled is None or compiled.whole_event:
+        return None
+    data = get("data")
+    if not compiled.is_valid(data):
+        return None
+    return Event(
+        id=event_id,
+        specversion=specversion,
+        type=event_type,
+        source=source,
+        time=time,
+        data=data,
+        datacontenttype=content_type or "application/json",
+        dataschema=None,
+        polyndata=polyndata,
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -416,27 +496,25 @@ def _plain_envelope(document: Any) -> bool:
     """True only when the envelope schema certainly accepts ``document``.
 
     It checks the schema's constraints in plain Python, with the source's format check cached
-    (sources repeat), so that most events skip the envelope validator. Anything unusual (another
-    attribute, a ``dataschema``, a wrong type) returns False and goes through the validator,
-    which also words the errors. ``data`` may be any JSON value.
+    (sources repeat) and the time's by its second, so that most events skip the envelope
+    validator. Anything unusual (another attribute, a ``dataschema``, a wrong type) returns
+    False and goes through the validator, which also words the errors. ``data`` may be any JSON
+    value.
     """
-    if type(document) is not dict:
+    if type(document) is not dict or not _ENVELOPE_KEYS.issuperset(document):
         return False
-    for key in document:
-        if key not in _ENVELOPE_KEYS:
-            return False
-    for key in ("id", "source", "specversion", "type"):
-        value = document.get(key)
+    get = document.get
+    source = get("source")
+    for value in (get("id"), source, get("specversion"), get("type")):
         if type(value) is not str or not value:
             return False
-    for key in ("datacontenttype", "time"):
-        value = document.get(key)
-        if value is not None and (type(value) is not str or not value):
-            return False
-    if document.get("dataschema") is not None:
+    content_type = get("datacontenttype")
+    if content_type is not None and (type(content_type) is not str or not content_type):
         return False
-    time = document.get("time")
-    if time is not None and not _DATE_TIME_OK(time):
+    if get("dataschema") is not None:
+        return False
+    time = get("time")
+    if time is not None and (type(time) is not str or not _time_ok(time)):
         return False
     if "polyndata" in document:
         polyndata = document["polyndata"]
@@ -445,7 +523,22 @@ def _plain_envelope(document: Any) -> bool:
         for key in _POLYNDATA_KEYS:
             if type(polyndata.get(key)) is not str:
                 return False
-    return _source_ok(document["source"])
+    return _source_ok(source)
+
+
+@functools.lru_cache(maxsize=64)
+def _second_ok(text: str) -> bool:
+    return _DATE_TIME_OK(text)
+
+
+def _time_ok(time: str) -> bool:
+    # The usual shape, "2026-11-26T23:45:48.123456Z": its first 19 characters are checked once
+    # per second; a valid prefix with ".<digits>Z" appended is valid too.
+    if len(time) == 27 and time[19] == "." and time[26] == "Z":
+        fraction = time[20:26]
+        if fraction.isascii() and fraction.isdigit():
+            return _second_ok(time[:19])
+    return _DATE_TIME_OK(time)
 
 
 _NAMES: dict[tuple[str, str], str] = {}

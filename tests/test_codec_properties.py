@@ -205,9 +205,7 @@ def _reference(schema: Any) -> Any:
     checker = jsonschema.FormatChecker(formats=())
     for name, check in FORMATS.items():
         checker.checks(name)(check)
-    return _compile("x.v1", schema).draft.wording(
-        schema, registry=REGISTRY, format_checker=checker
-    )
+    return _compile("x.v1", schema).draft.wording(schema, registry=REGISTRY, format_checker=checker)
 
 
 @settings(max_examples=150)
@@ -312,3 +310,57 @@ def test_the_publish_fast_path_only_accepts_envelopes_the_schema_accepts(
         assert _reference(_ENVELOPE_SCHEMA).is_valid(document)
     elif not changes:
         raise AssertionError("an envelope as Event.new builds it must take the fast path")
+
+
+@given(
+    changes=st.lists(st.sampled_from(sorted(_ODD_VALUES)), unique=True, max_size=3).flatmap(
+        lambda keys: st.fixed_dictionaries({key: _ODD_VALUES[key] for key in keys})
+    ),
+    removed=st.lists(st.sampled_from(["time", "polyndata", "data", "datacontenttype"]), max_size=2),
+    data=instances,
+)
+def test_the_decode_fast_path_gives_what_the_long_way_gives(
+    changes: dict[str, Any], removed: list[str], data: Any
+) -> None:
+    """decode() first tries everything in one pass over the usual shape: whatever that pass
+    accepts, the long way (envelope schema, naming rule, payload validator) accepts too, with the
+    same event."""
+    from polyn.codec import _decoded_quickly, _validate
+
+    config = Config(domain="com.test", source_root="svc")
+    schemas = Schemas.from_dict({"foo.bar.v1": {"type": ["object", "array", "string", "null"]}})
+    event = Event.new(config, "foo.bar.v1", None)
+    document = {
+        "id": event.id,
+        "specversion": event.specversion,
+        "type": event.type,
+        "source": event.source,
+        "time": event.time,
+        "data": data,
+        "datacontenttype": event.datacontenttype,
+        "dataschema": event.dataschema,
+        "polyndata": event.polyndata,
+    }
+    document.update(changes)
+    for key in removed:
+        document.pop(key, None)
+    try:
+        _validate(document, schemas, config)  # also caches the name, as a first decode does
+        valid = True
+    except ValidationError:
+        valid = False
+    quick = _decoded_quickly(document, schemas, config.domain)
+    if quick is not None:
+        assert valid
+        long_way = Event(
+            id=document["id"],
+            specversion=document["specversion"],
+            type=document["type"],
+            source=document["source"],
+            time=document["time"] if "time" in document else quick.time,
+            data=document.get("data"),
+            datacontenttype=document.get("datacontenttype") or "application/json",
+            dataschema=document.get("dataschema"),
+            polyndata=document["polyndata"] if "polyndata" in document else quick.polyndata,
+        )
+        assert quick == long_way
