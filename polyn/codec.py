@@ -72,7 +72,15 @@ import attrs
 import orjson
 
 from polyn._json_formats import FORMATS
-from polyn._validator import CompiledSchema, Refused, compile_schema, not_json, pointer
+from polyn._validator import (
+    DIGIT_MAP,
+    NINETEEN_DIGITS,
+    CompiledSchema,
+    Refused,
+    compile_schema,
+    not_json,
+    pointer,
+)
 from polyn.errors import NamingError, SchemaError, SchemaNotFoundError, ValidationError
 from polyn.event import Event, _now, _polyndata
 from polyn.naming import trim_domain_prefix, validate_message_name
@@ -162,7 +170,7 @@ class Schemas:
                 compiled[name] = _compile(name, raw)
             except SchemaError as exc:
                 refused[name] = exc
-        return self._of(compiled), refused
+        return type(self)(_compiled=MappingProxyType(compiled)), refused
 
     def get(self, name: str) -> Any:
         """The schema document for ``name`` (a copy), or ``None`` when there is none.
@@ -346,15 +354,13 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
 # the standard library, which is exact. (Any 19-digit run, in a string too: rare, and harmless.)
 # Digits become "0" and everything else " ", then a substring search: both run in C, far faster
 # than a regular expression.
-_DIGIT_MAP = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
-_NINETEEN_DIGITS = b"0" * 19
 
 
 def _may_hold_big_integers(body: bytes | bytearray | memoryview | str) -> bool:
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if isinstance(raw, memoryview):
         raw = raw.tobytes()
-    return _NINETEEN_DIGITS in raw.translate(_DIGIT_MAP)
+    return NINETEEN_DIGITS in raw.translate(DIGIT_MAP)
 
 
 def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config: Config) -> Event:
@@ -373,7 +379,7 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
     try:
         document = orjson.loads(body)
         if type(document) is dict and (
-            _NINETEEN_DIGITS in body.translate(_DIGIT_MAP)
+            NINETEEN_DIGITS in body.translate(DIGIT_MAP)
             if type(body) is bytes
             else _may_hold_big_integers(body)
         ):

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from polyn import SchemaError, ValidationError
-from polyn._validator import MAX_DEPTH
 from polyn.codec import Schemas, _compile, decode, encode
 from polyn.config import Config
 from polyn.event import Event
@@ -125,8 +124,8 @@ def test_a_deeply_nested_schema_is_refused_not_a_crash() -> None:
     schema: Any = {"type": "string"}
     for _ in range(300):
         schema = {"properties": {"a": schema}}
-    assert f"more than {MAX_DEPTH} levels deep" in refusal(schema)
-    assert f"more than {MAX_DEPTH} levels deep" in refusal(json.dumps(schema))
+    assert "nests objects and arrays too deeply" in refusal(schema)
+    assert "nests objects and arrays too deeply" in refusal(json.dumps(schema))
 
 
 def test_a_bare_recursive_reference_validates_without_recursing_forever() -> None:
