@@ -77,6 +77,10 @@ _DEFAULT_STORE = "POLYN_SCHEMAS"
 _STREAM_NOT_FOUND = 10059
 
 
+def _stream_missing(exc: StreamError) -> bool:
+    return exc.err_code == _STREAM_NOT_FOUND or exc.code == 404
+
+
 def _default_store() -> str:
     # A supervisor builds each run's instance in its own task, inside the tree, so the tree's
     # config is known here; a spec built outside any tree gets the protocol's default.
@@ -184,7 +188,11 @@ class SchemaStore(JSONStore):
     async def _open_watch(self, transport: Transport) -> KvWatch:
         try:
             return await transport.kv_watch(self.bucket)
-        except BucketNotFoundError as exc:
+        except StreamError as exc:
+            # A bucket deleted after this connection first used it is reported as its missing
+            # stream rather than a missing bucket: the same fault.
+            if not isinstance(exc, BucketNotFoundError) and not _stream_missing(exc):
+                raise
             raise SchemaStoreError(f"{MISSING_STORE} (bucket {self.bucket!r})") from exc
 
     def _decode(self, key: str, value: bytes) -> Any:
@@ -221,7 +229,7 @@ class SchemaStore(JSONStore):
             try:
                 info = await transport.stream_info("KV_" + self.bucket)
             except StreamError as exc:
-                if exc.err_code != _STREAM_NOT_FOUND and exc.code != 404:
+                if not _stream_missing(exc):
                     continue
                 self._gone(f"the schema bucket {self.bucket!r} was deleted ({exc})")
             except PolynError:

@@ -395,10 +395,15 @@ async def test_remote_references_are_refused_by_load_and_check(project: Project)
     (folder / "meta.v1.json").write_text(
         '{"$dynamicRef": "http://169.254.169.254/latest/meta-data/"}'
     )
+    secret = project.root / "id_rsa"
+    secret.write_text('"-----BEGIN PRIVATE KEY----- s3cr3t-k3y"')
+    (folder / "secret.v1.json").write_text(json.dumps({"$ref": secret.as_uri()}))
     for command in ("load", "check"):
         result = await project.run("schemas", command, "--server", UNREACHABLE, flags=False)
         assert result.returncode == 1
+        assert "meta.v1 (" in result.stderr and "secret.v1 (" in result.stderr
         assert "does not resolve inside the schema; Polyn fetches nothing" in result.stderr
+        assert "s3cr3t" not in result.stderr + result.stdout
 
 
 async def test_a_json_syntax_error_names_the_file_line_and_column(project: Project) -> None:
