@@ -49,12 +49,17 @@ cast never crashes the caller; ``terminate_child`` forgets the child's spec.
 from __future__ import annotations
 
 from polyn.actors._actor import DEFAULT_MAILBOX_SIZE, Actor, Restart
+from polyn.actors._process import IGNORE, NO_REPLY, Caller, Down, Key, Monitor, Timer
 from polyn.actors._ref import ActorRef
 from polyn.actors._supervisor import (
+    ChildCounts,
     ChildInfo,
     DynamicSupervisor,
     Strategy,
     Supervisor,
+    count_children,
+    delete_child,
+    restart_child,
     start_child,
     terminate_child,
     which_children,
@@ -63,17 +68,36 @@ from polyn.actors._tree import Tree, current_tree, whereis
 
 __all__ = [
     "DEFAULT_MAILBOX_SIZE",
+    "IGNORE",
+    "NO_REPLY",
     "Actor",
     "ActorRef",
+    "Caller",
+    "ChildCounts",
     "ChildInfo",
+    "Down",
     "DynamicSupervisor",
+    "Key",
+    "Monitor",
     "Restart",
     "Strategy",
     "Supervisor",
+    "Timer",
     "Tree",
+    "count_children",
     "current_tree",
+    "delete_child",
+    "restart_child",
     "start_child",
     "terminate_child",
     "whereis",
     "which_children",
 ]
+
+# Reprs and tracebacks show the public path, as trio's names do.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        if _value.__module__.startswith("polyn.actors._"):
+            _value.__module__ = __name__
+del _name, _value
