@@ -6,7 +6,7 @@ from typing import Any, Final, Protocol
 
 import pytest
 import trio
-from actor_support import Log, Recorder, settle
+from actor_support import settle
 
 from polyn.actors import Actor, Key, Supervisor
 from polyn.errors import ActorError
