@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import trio
 
-from polyn.actors._process import NORMAL, Caller, Key, Monitor, Timer, _Process
+from polyn.actors._key import Key
+from polyn.actors._monitors import Monitor
+from polyn.actors._process import NORMAL, Caller, _Process
+from polyn.actors._timers import Timer
 from polyn.errors import ActorError
 
 if TYPE_CHECKING:

@@ -31,18 +31,18 @@ monitors an actor set and the children a supervisor has.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
+from polyn.actors._key import Key
+from polyn.actors._monitors import Down, Monitor
+from polyn.actors._timers import Timer, _Timers
 from polyn.errors import ActorError, CallTimeout
 
 if TYPE_CHECKING:
@@ -184,142 +184,6 @@ class Caller:
         return f"<Caller of actor {self._slot.process.label}, {state}>"
 
 
-class Timer:
-    """A message an actor sends itself later: what :meth:`Actor.send_after
-    <polyn.actors.Actor.send_after>` returns, for :meth:`Actor.cancel_timer
-    <polyn.actors.Actor.cancel_timer>`."""
-
-    __slots__ = ("deadline", "message", "pending")
-
-    def __init__(self, deadline: float, message: Any) -> None:
-        self.deadline = deadline
-        self.message = message
-        self.pending = True
-
-    def __repr__(self) -> str:
-        state = "pending" if self.pending else "done"
-        return f"<Timer at {self.deadline:.3f} {state} message={self.message!r}>"
-
-
-class _Timers:
-    """An actor's timers: a heap on trio's clock, served by one helper task started lazily."""
-
-    __slots__ = ("heap", "scope", "seq")
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, Timer]] = []
-        self.scope: trio.CancelScope | None = None
-        self.seq = 0
-
-    def add(self, timer: Timer) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (timer.deadline, self.seq, timer))
-        scope = self.scope
-        if scope is not None and timer.deadline < scope.deadline:
-            scope.deadline = timer.deadline
-
-    async def serve(self, process: _Process) -> None:
-        heap = self.heap
-        while True:
-            while heap and not heap[0][2].pending:
-                heapq.heappop(heap)
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                self.scope = scope
-                await trio.sleep_forever()
-            self.scope = None
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                timer = heapq.heappop(heap)[2]
-                if timer.pending:
-                    timer.pending = False
-                    process.deliver((_INFO, timer.message, None))
-
-
-class Monitor:
-    """One actor watching another's run: what :meth:`Actor.monitor
-    <polyn.actors.Actor.monitor>` returns, and what the :class:`Down` it causes carries."""
-
-    __slots__ = ("ref", "target", "watcher")
-
-    def __init__(self, watcher: _Process, target: _Process | None, ref: ActorRef) -> None:
-        self.watcher = watcher
-        self.target = target
-        self.ref = ref
-
-    def __repr__(self) -> str:
-        return f"<Monitor of {self.ref!r} by actor {self.watcher.label}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Down:
-    """The info message a monitor delivers when the run it watches has ended (OTP's ``DOWN``).
-
-    ``ref`` is a ref to the run that ended (it never follows a restart), ``reason`` its exit
-    reason (``"normal"``, ``"shutdown"``, the exception that crashed it, ... or ``"noproc"``
-    when no actor was running when the monitor was set), ``monitor`` the :class:`Monitor` that
-    :meth:`Actor.monitor <polyn.actors.Actor.monitor>` returned.
-    """
-
-    ref: ActorRef
-    reason: object
-    monitor: Monitor
-
-
-class Key(Generic[T]):
-    """The name and type of a value an actor publishes for others to find, without a mailbox hop.
-
-    ``Key("transport", Transport)``: an actor publishes with :meth:`Actor.provide
-    <polyn.actors.Actor.provide>`, others read with :meth:`Tree.lookup
-    <polyn.actors.Tree.lookup>` / :meth:`Tree.require <polyn.actors.Tree.require>` or
-    :meth:`ActorRef.lookup <polyn.actors.ActorRef.lookup>`, typed as ``T`` for mypy. When the
-    type is a class, ``provide`` checks the value with ``isinstance`` and raises ``TypeError``
-    for a wrong one, so a mistake shows where it is made, not where the value is used. For a
-    ``typing.Protocol`` (which mypy does not accept as a ``type[T]`` argument) write
-    ``Key[Transport]("transport")``: typed for mypy, not checked at run time.
-
-    Keys compare by identity, like ``ContextVar``: define one at module level and import it
-    wherever it is provided or looked up, so two libraries' keys never collide.
-
-    Example::
-
-        SNAPSHOT: Final = Key("schemas", Schemas)
-
-        class SchemaStore(Actor):
-            async def init(self):
-                self.provide(SNAPSHOT, await load())
-
-        schemas = tree.require("POLYN_SCHEMAS", SNAPSHOT)   # a Schemas, for mypy too
-    """
-
-    __slots__ = ("_check", "name", "type")
-
-    def __init__(self, name: str, type_: type[T] | None = None) -> None:
-        self.name = name
-        self.type = type_
-        self._check: type[Any] | None = None
-        if isinstance(type_, type):
-            try:
-                isinstance(None, type_)
-            except TypeError:
-                pass  # a Protocol that is not runtime_checkable: typed only
-            else:
-                self._check = type_
-
-    def checked(self, value: Any, label: str) -> T:
-        check = self._check
-        if check is not None and not isinstance(value, check):
-            raise TypeError(
-                f"actor {label} provided {value!r} for {self!r}, which needs "
-                f"{check.__module__}.{check.__qualname__}"
-            )
-        return value  # type: ignore[no-any-return]
-
-    def __repr__(self) -> str:
-        type_ = self.type
-        shown = "" if type_ is None else f", {getattr(type_, '__qualname__', type_)}"
-        return f"Key({self.name!r}{shown})"
-
-
 class _Process:
     """One running actor: its task, mailbox, nursery, name and exit state."""
 
@@ -408,22 +272,6 @@ class _Process:
 
     # -- the mailbox, sender side ------------------------------------------------------------
 
-    def _offer(self, item: _Item) -> bool:
-        """Put ``item`` in the mailbox if it fits now; False when the mailbox is full."""
-        receiver = self.receiver
-        if receiver is not None:
-            # The actor is parked on an empty mailbox: hand the item over directly.
-            self.receiver = None
-            reschedule(receiver, outcome.Value(item))
-            return True
-        queue = self.queue
-        if queue is None:
-            queue = self.queue = deque()
-        if len(queue) < self.capacity:
-            queue.append(item)
-            return True
-        return False
-
     def _park(self, slot: _Slot, item: _Item) -> None:
         if slot.task is self.task:
             raise ActorError(
@@ -444,7 +292,17 @@ class _Process:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed:
             raise self._not_running()
-        if self._offer(item):
+        # _offer, inlined: this is the path of every cast.
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            reschedule(receiver, outcome.Value(item))
+            return
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
+        if len(queue) < self.capacity:
+            queue.append(item)
             return
         slot = _Slot(current_task(), self)
         self._park(slot, item)
@@ -469,8 +327,19 @@ class _Process:
             raise ActorError(f"actor {self.label} called itself, which would wait forever")
         slot = _Slot(task, self)
         item = (_CALL, request, slot)
-        if not self._offer(item):
-            self._park(slot, item)
+        # _offer, inlined: this is the path of every call.
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            reschedule(receiver, outcome.Value(item))
+        else:
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            if len(queue) < self.capacity:
+                queue.append(item)
+            else:
+                self._park(slot, item)
         if timeout is None:
             return await wait_task_rescheduled(slot.abort)
         with trio.CancelScope(deadline=trio.current_time() + timeout):
@@ -498,6 +367,9 @@ class _Process:
         if queue is None:
             queue = self.queue = deque()
         queue.append(item)
+
+    def _deliver_info(self, message: Any) -> None:
+        self.deliver((_INFO, message, None))
 
     def _not_running(self) -> ActorError:
         return ActorError(f"actor {self.label} is not running")
@@ -607,7 +479,7 @@ class _Process:
         timers = extras.timers
         if timers is None:
             timers = extras.timers = _Timers()
-            nursery.start_soon(timers.serve, self, name=f"timers of actor {self.label}")
+            nursery.start_soon(timers.serve, self._deliver_info, name=f"timers of {self.label}")
         timers.add(timer)
         return timer
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from polyn.actors._process import _CAST, _INFO, Key, _Process
+from polyn.actors._key import Key
+from polyn.actors._process import _CAST, _INFO, _Process
 from polyn.errors import ActorError
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from polyn.errors import ActorError
 
 if TYPE_CHECKING:
     from polyn.actors._actor import Actor
-    from polyn.actors._process import Key, _Process
+    from polyn.actors._key import Key
+    from polyn.actors._process import _Process
     from polyn.actors._ref import ActorRef
     from polyn.actors._supervisor import ChildCounts, ChildInfo, Supervisor
 
