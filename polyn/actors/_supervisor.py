@@ -318,8 +318,8 @@ class Supervisor(Actor):
 
     # -- the rules ---------------------------------------------------------------------------
 
-    async def _start(self, child: _Child) -> ActorRef | None:
-        """Start a run of ``child``; its ref, or None when its init returned IGNORE."""
+    async def _start(self, child: _Child) -> _Process | None:
+        """Start a run of ``child``; None when its init returned IGNORE."""
         me = self._running()
         assert me.nursery is not None
         try:
@@ -341,7 +341,7 @@ class Supervisor(Actor):
             child.process = None
             return None
         child.process = process
-        return process.ref
+        return process
 
     def _start_error(self, failed: _StartFailed) -> _StartError:
         return _StartError(
@@ -429,15 +429,17 @@ class Supervisor(Actor):
         child = _Child(spec)
         self._records[child] = None
         try:
-            ref = await self._start(child)
+            process = await self._start(child)
         except _StartFailed as failed:
             self._records.pop(child, None)
             error = self._start_error(failed)
             error.__cause__ = failed.cause
             return _Refused(error)
-        if ref is None and (spec.restart is Restart.TEMPORARY or not self._keeps_ended_children):
+        if process is not None:
+            return process.ref
+        if spec.restart is Restart.TEMPORARY or not self._keeps_ended_children:
             self._records.pop(child, None)
-        return ref
+        return None
 
     def _find(self, target: ActorRef | str | Actor) -> _Child | _Refused:
         """The record ``target`` names: a name, a spec, a ref by name, or a ref to a run, which
@@ -473,7 +475,8 @@ class Supervisor(Actor):
                 ActorError(f"child {record.label} of {self._running().label} is running")
             )
         try:
-            return await self._start(record)
+            process = await self._start(record)
+            return None if process is None else process.ref
         except _StartFailed as failed:
             error = self._start_error(failed)
             error.__cause__ = failed.cause
