@@ -171,3 +171,46 @@ async def test_a_helper_crash_during_init_stops_within_the_shutdown_time() -> No
     with pytest.raises(ActorError, match="failed to start child"):
         async with Supervisor([Fragile(name="f")]).run():
             pass
+
+
+class Gate(Actor):
+    """Records every cast and info, each only once ``opened`` is set."""
+
+    def __init__(self, opened: trio.Event, seen: Log, **options: Any) -> None:
+        super().__init__(**options)
+        self.opened = opened
+        self.seen = seen
+
+    async def handle_cast(self, request: Any) -> None:
+        await self.opened.wait()
+        self.seen.append(request)
+
+    async def handle_info(self, message: Any) -> None:
+        await self.opened.wait()
+        self.seen.append(message)
+
+
+@pytest.mark.parametrize("sender", ["cast", "send"])
+async def test_a_cast_or_send_with_a_timeout_gives_up_on_a_full_mailbox_without_queueing(
+    sender: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    opened = trio.Event()
+    seen = Log()
+    async with Supervisor([Gate(opened, seen, name="gate", mailbox_size=1)]).run() as tree:
+        send = getattr(tree.ref("gate"), sender)
+        await send("handled")
+        await send("queued")
+        start = trio.current_time()
+        with pytest.raises(CallTimeout, match=r"had no room for the message within 2 s"):
+            await send("dropped", timeout=2)
+        assert trio.current_time() - start == 2
+
+        async def open_soon() -> None:
+            await trio.sleep(1)
+            opened.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_soon)
+            await send("let in", timeout=5)  # room comes after 1 s
+        await settle()
+    assert seen == ["handled", "queued", "let in"]
