@@ -25,7 +25,9 @@ __all__ = [
     "CallTimeout",
     "ConfigError",
     "ConsumerError",
+    "HeaderError",
     "JetStreamError",
+    "KeyValueConflictError",
     "MigrationError",
     "NamingError",
     "NatsConnectionError",
@@ -44,7 +46,14 @@ __all__ = [
 
 
 class PolynError(Exception):
-    """The base of every error Polyn raises on purpose."""
+    """The base of every error Polyn raises on purpose.
+
+    ``event_id`` is the id of the event a failed publish sent (``pub(..., ack=True)`` sets
+    it), so the caller can retry with ``pub(..., id=err.event_id)`` and JetStream stores the
+    event once; ``None`` when the error is about no one event.
+    """
+
+    event_id: str | None = None
 
 
 class ValidationError(PolynError):
@@ -67,6 +76,16 @@ class SchemaNotFoundError(ValidationError):
 
 class NamingError(PolynError):
     """A message name, source or other Polyn name breaks the naming rules."""
+
+
+class HeaderError(PolynError, ValueError):
+    """A message header cannot be sent: its key or value would break the NATS wire format.
+
+    Keys and values may not contain CR, LF or NUL, and keys may not be empty or contain ``:``
+    or whitespace (NATS headers are written as ``Key: value`` lines). Refused before anything is
+    written, on every transport, so a header can never inject another one (``Nats-Msg-Id``).
+    A ``ValueError`` too, as Python's own ``http.client`` refuses such headers.
+    """
 
 
 class SchemaError(PolynError):
@@ -100,6 +119,12 @@ class BucketNotFoundError(StreamError):
 
 class ConsumerError(JetStreamError):
     """A durable JetStream consumer is missing or a consumer operation failed."""
+
+
+class KeyValueConflictError(JetStreamError):
+    """A compare-and-set write to a key-value bucket lost: the key exists already (a create)
+    or changed since the revision the write expected (an update). Read it again and retry, or
+    give up: someone else wrote first. ``err_code`` is JetStream's (10071)."""
 
 
 class MigrationError(PolynError):

@@ -32,7 +32,7 @@ from polyn.naming import full_source, full_type
 if TYPE_CHECKING:
     from polyn.config import Config
 
-__all__ = ["Event"]
+__all__ = ["Event", "next_event_id", "now_text"]
 
 SPECVERSION = "1.0.1"
 _JSON = "application/json"
@@ -84,6 +84,11 @@ def _now() -> str:
 
 
 _PYTHON_VERSION = platform.python_version()
+
+next_event_id = _new_id
+"""A new event id (UUID v4 text), as :class:`Event` makes them; for the publish hot path."""
+now_text = _now
+"""The current time as events carry it (UTC, microseconds, ``Z``); for the publish hot path."""
 
 
 def _polyndata() -> dict[str, Any]:
