@@ -12,6 +12,8 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
     polyn schemas check [DIR] [--prune]  compare DIR with the schema bucket; write nothing
     polyn schemas load [DIR] [--prune] [--allow-breaking]
                                          put DIR's schemas into the schema bucket
+    polyn schemas codegen [DIR] [--from-bucket] [--out PATH] [--check]
+                                         write one frozen class per schema (typed events)
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
     polyn catalog [--app MODULE:ATTR] [--out DIR] [--offline]
                                          write the event catalogue (AsyncAPI 3.0 and HTML)
@@ -56,6 +58,7 @@ from polyn._version import __version__
 from polyn.config import Config
 from polyn.errors import ConfigError, PolynError
 from polyn.nats.transport import Transport
+from polyn.typed import _cli as typed_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -209,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="write backwards-incompatible changes too",
             )
+        else:
+            typed_cli.add_check_option(command)
         command.set_defaults(handler=handler)
+    typed_cli.add_codegen_command(schemas_commands, config)
 
     server = commands.add_parser("server", help="run a nats-server with JetStream for development")
     server.add_argument("--port", type=int, default=4222, help="client port (default 4222)")
@@ -477,10 +483,14 @@ def _schemas_check(args: argparse.Namespace) -> int:
         for line in report.lines():
             _say(line)
         _say(report.summary())
+        status = 0
         if report.breaking:
             print(f"polyn: error: {breaking_report(report.breaking)}", file=sys.stderr)
-            return 1
-        return 0
+            status = 1
+        if args.codegen:
+            found = await typed_cli.check_codegen(transport, config, files, args.codegen, _say)
+            status = max(status, found)
+        return status
 
     return _connected(config, work)
 
