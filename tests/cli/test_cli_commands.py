@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from _support import Names
+from _support import Names, Shared
 
 from polyn import PullConsumer, codec
 from polyn.actors import Supervisor
@@ -611,7 +611,7 @@ async def test_a_generated_consumer_migration_gives_a_consumer_polyn_starts_on(
     event = Event.new(config, event_type, {"order": 1})
     body = codec.encode(event, codec.Schemas.from_dict({event_type: schema}), config)
     await transport.js_publish(event_type, body)
-    seen: list[object] = []
+    seen: list[object] = Shared()
     children = [
         NatsConnection(),
         SchemaStore(schemas={event_type: schema}),
