@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sniffio
 import trio
-from _support import Names
+from _support import Names, SharedDict
 from portal_support import ServerWatch, connections, eventually, make_app, new_threads
 
 import polyn
@@ -191,7 +191,7 @@ class Reserve(polyn.Responder):
     """Answers from the host: ``to_host`` with a coroutine function (the host's loop) or a
     plain function (a worker thread), recording where it ran."""
 
-    def __init__(self, subject: str, answer: str, seen: dict[str, Any], **options: Any) -> None:
+    def __init__(self, subject: str, answer: str, seen: SharedDict, **options: Any) -> None:
         super().__init__(subject=subject, **options)
         self.answer = answer
         self.seen = seen
@@ -219,7 +219,7 @@ async def test_a_handler_hands_work_to_the_host_loop_and_threads(
     server: NatsServer, names: Names
 ) -> None:
     asked, given = names.subject("quote.requested.v1"), names.subject("quote.given.v1")
-    seen: dict[str, Any] = {}
+    seen = SharedDict()  # an actor's start copies a plain dict
     async with polyn.Portal(make_app(server.url, names.token, Reserve(asked, given, seen))) as p:
         answer = await p.request(asked, {"sku": "ABCD"})
     assert answer.data == {"price": 44}
