@@ -37,6 +37,7 @@ from polyn.event import Event
 from polyn.json_store import JSONStore
 from polyn.nats import NatsConnection, transport_for
 from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
+from polyn.portal import AsyncPortal, Portal
 from polyn.publish import pub, reply, request
 from polyn.pull_consumer import PullConsumer
 from polyn.responder import Responder
@@ -50,6 +51,7 @@ __all__ = [
     "ActorRef",
     "App",
     "AppContext",
+    "AsyncPortal",
     "BatchInfo",
     "CallTimeout",
     "Config",
@@ -67,6 +69,7 @@ __all__ = [
     "Pipeline",
     "PipelineMessage",
     "PolynError",
+    "Portal",
     "PullConsumer",
     "RequestTimeout",
     "Responder",

@@ -51,24 +51,6 @@ __all__ = ["App", "AppContext", "Running", "current_app"]
 log = logging.getLogger("polyn.app")
 
 
-class _Root(Supervisor):
-    """The App's root supervisor; it can tell synchronously whether all its children run."""
-
-    def children_running(self) -> bool:
-        for child in self._records:
-            process = child.process
-            if process is None or process.finished or process.closed:
-                return False
-        return True
-
-    def running_children(self) -> list[Actor]:
-        return [
-            child.process.actor
-            for child in self._records
-            if child.process is not None and not child.process.finished
-        ]
-
-
 @attrs.frozen
 class AppContext:
     """What :func:`current_app` returns: the running App's config and registry."""
@@ -140,17 +122,20 @@ class Running:
         Synchronous and cheap, for a health-check endpoint. False while a child is being
         restarted or a connection is reconnecting.
         """
-        if not self.tree.running:
+        tree = self.tree
+        if not tree.running:
             return False
-        try:
-            root = self.tree.root.running_actor()
-        except PolynError:
+        counts = tree.count_children_nowait()
+        if counts.active != counts.specs:
             return False
-        if not isinstance(root, _Root) or not root.children_running():
-            return False
-        for actor in root.running_children():
-            if isinstance(actor, NatsConnection) and not actor.state.connected:
-                return False
+        for child in tree.which_children_nowait():
+            if child.ref is not None and isinstance(child.spec, NatsConnection):
+                try:
+                    connection = child.ref.running_actor()
+                except PolynError:
+                    return False
+                if not isinstance(connection, NatsConnection) or not connection.state.connected:
+                    return False
         return True
 
 
@@ -180,7 +165,7 @@ class App:
             raise TypeError(f"App needs a polyn.Config, not {config!r}")
         self.config = config
         self.publishes = (publishes,) if isinstance(publishes, str) else tuple(publishes)
-        self.supervisor = _Root(
+        self.supervisor = Supervisor(
             children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
 
@@ -213,9 +198,7 @@ class App:
             async with self.run() as running, trio.open_nursery() as nursery:
                 if signals is not None:
                     nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                root = running.tree._root
-                assert root is not None
-                await root.wait_finished()
+                await running.tree.wait_finished()
                 nursery.cancel_scope.cancel()
 
 

@@ -131,6 +131,27 @@ class Event:
     dataschema: str | None = None
     polyndata: dict[str, Any] = attrs.field(factory=_polyndata)
 
+    @staticmethod
+    def new_event_id() -> str:
+        """A new event id: a UUID v4, lowercase and hyphenated (Elixir's ``new_event_id/0``).
+
+        Example::
+
+            Event.new_event_id()     # '9b2d4c6e-1f3a-4b5c-8d7e-0a1b2c3d4e5f'
+        """
+        return _new_id()
+
+    @staticmethod
+    def new_timestamp() -> str:
+        """The current time as events carry it: UTC ISO 8601 with microseconds and ``Z``
+        (Elixir's ``new_timestamp/0``, ``DateTime.to_iso8601(DateTime.utc_now())``).
+
+        Example::
+
+            Event.new_timestamp()    # '2026-11-26T23:45:48.123456Z'
+        """
+        return _now()
+
     @classmethod
     def new(
         cls,
