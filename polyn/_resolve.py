@@ -10,19 +10,20 @@ turns each into one :class:`Resolved` value:
   that tree's ``"nats"`` connection, so scripts and test bodies can publish from outside.
 
 The transport always comes from :func:`polyn.nats.transport_for`, given the caller's ``conn``
-itself, so the sandbox's override hook sees every call. The schema snapshot is read straight
-from the running :class:`~polyn.schema_store.SchemaStore` actor (no mailbox hop): it is an
-immutable :class:`~polyn.codec.Schemas` that the store replaces as a whole on every change.
+itself, so the sandbox's override hook sees every call. The schema snapshot is the value the
+running :class:`~polyn.schema_store.SchemaStore` provides under :data:`SCHEMAS` (no mailbox
+hop): an immutable :class:`~polyn.codec.Schemas` that the store replaces as a whole on every
+change.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
 from polyn import codec
-from polyn.actors import ActorRef, Tree, current_tree
+from polyn.actors import ActorRef, Key, Tree, current_tree
 from polyn.config import Config
 from polyn.errors import ActorError, ConfigError, SchemaStoreError
 from polyn.nats import Transport, transport_for
@@ -30,7 +31,11 @@ from polyn.nats import Transport, transport_for
 if TYPE_CHECKING:
     from polyn.app import Running
 
-__all__ = ["Conn", "Resolved", "resolve", "schemas_for"]
+__all__ = ["SCHEMAS", "Conn", "Resolved", "resolve", "schemas_for"]
+
+SCHEMAS: Final = Key("schemas", codec.Schemas)
+"""What a running :class:`~polyn.schema_store.SchemaStore` provides to its tree: its current
+snapshot, replaced as a whole on every change (read without a mailbox hop by every publish)."""
 
 Conn: TypeAlias = "str | ActorRef | Running | Tree"
 """What layer-4 calls accept as ``conn``."""
@@ -105,15 +110,8 @@ def schemas_for(resolved: Resolved, store: str | None = None) -> codec.Schemas:
         event = codec.decode(msg.data, schemas_for(resolved), resolved.config)
     """
     name = store or resolved.config.schema_store
-    ref = resolved.tree.whereis(name)
-    actor: Any = None
-    if ref is not None:
-        try:
-            actor = ref.running_actor()
-        except ActorError:
-            actor = None
-    schemas = getattr(actor, "schemas", None)
-    if not isinstance(schemas, codec.Schemas):
+    schemas = resolved.tree.lookup(name, SCHEMAS)
+    if schemas is None:
         raise SchemaStoreError(
             f"no SchemaStore named {name!r} is running in this tree: add "
             f"polyn.SchemaStore({'' if store is None else repr(store)}) to the App's children, "

@@ -54,6 +54,7 @@ from typing import Any, NoReturn
 import trio
 
 from polyn import codec
+from polyn._resolve import SCHEMAS
 from polyn.actors import ActorRef, current_tree
 from polyn.errors import (
     BucketNotFoundError,
@@ -97,8 +98,6 @@ class SchemaStore(JSONStore):
     retry_interval=1.0, bucket_check_interval=5.0, **actor_options)``.
     """
 
-    schemas: codec.Schemas
-
     def __init__(
         self,
         store: str | None = None,
@@ -114,9 +113,19 @@ class SchemaStore(JSONStore):
         self.store = store
         self.preloaded = schemas
         self.bucket_check_interval = bucket_check_interval
-        self.schemas = codec.Schemas()
+        self._schemas = codec.Schemas()
         self._seen = 0  # the newest bucket revision the store has seen
         self._lagging_at: int | None = None
+
+    @property
+    def schemas(self) -> codec.Schemas:
+        """The current snapshot (what the store provides to its tree under ``SCHEMAS``)."""
+        return self._schemas
+
+    @schemas.setter
+    def schemas(self, snapshot: codec.Schemas) -> None:
+        self._schemas = snapshot
+        self.provide(SCHEMAS, snapshot)
 
     # -- reading and writing -----------------------------------------------------------------
 
@@ -155,6 +164,7 @@ class SchemaStore(JSONStore):
     # -- the actor ---------------------------------------------------------------------------
 
     async def init(self) -> None:
+        self.schemas = self._schemas  # provided from the start, then replaced on every change
         if self.preloaded is not None:
             preloaded = self.preloaded
             snapshot = (

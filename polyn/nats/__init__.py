@@ -8,6 +8,7 @@ acknowledgements, and the value types the transport returns.
 from __future__ import annotations
 
 from polyn.nats.connection import (
+    TRANSPORT,
     NatsConnection,
     TransportOverride,
     set_transport_override,
@@ -30,6 +31,7 @@ from polyn.nats.transport import (
 )
 
 __all__ = [
+    "TRANSPORT",
     "CombinedTransport",
     "ConnectionState",
     "ConsumerInfo",

@@ -27,11 +27,11 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
-from polyn.actors import Actor, ActorRef, current_tree
+from polyn.actors import Actor, ActorRef, Key, Tree, current_tree
 from polyn.config import redact_url
 from polyn.errors import ActorError, NatsConnectionError
 from polyn.nats.nats_transport import ConnectionState, NatsTransport
@@ -39,6 +39,7 @@ from polyn.nats.options import SECRET_OPTIONS, build_tls_context
 from polyn.nats.transport import Transport
 
 __all__ = [
+    "TRANSPORT",
     "NatsConnection",
     "TransportOverride",
     "set_transport_override",
@@ -72,6 +73,10 @@ def set_transport_override(hook: TransportOverride | None) -> None:
     _override.set(hook)
 
 
+TRANSPORT: Final = Key[Transport]("transport")
+"""What a running :class:`NatsConnection` provides to its tree: its connected transport."""
+
+
 def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Transport:
     """The transport behind ``conn``: a connection name in the calling task's tree (default
     ``"nats"``), a ref to a :class:`NatsConnection`, a running tree's handle (its ``"nats"``),
@@ -88,28 +93,40 @@ def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Tr
         found = hook(conn)
         if found is not None:
             return found
+    # The running connection provides its transport (Actor.provide): two dict lookups, no
+    # mailbox hop and no reach into the actor, on every publish.
     if isinstance(conn, ActorRef):
+        transport = conn.lookup(TRANSPORT)
+        if transport is not None:
+            return transport
         ref = conn
+    elif isinstance(tree := getattr(conn, "tree", None), Tree):  # a running App's handle
+        transport = tree.lookup("nats", TRANSPORT)
+        if transport is not None:
+            return transport
+        ref = tree.ref("nats")
     elif isinstance(conn, str):
-        tree = current_tree()
-        if tree is None:
+        current = current_tree()
+        if current is None:
             raise ActorError(
                 f"transport_for({conn!r}) was called outside a running tree; pass the ref or "
                 "the handle returned by app.run() instead"
             )
-        ref = tree.ref(conn)
+        transport = current.lookup(conn, TRANSPORT)
+        if transport is not None:
+            return transport
+        ref = current.ref(conn)
     elif hasattr(conn, "whereis"):
         found_ref = conn.whereis("nats")
         if found_ref is None:
             raise ActorError("no connection named 'nats' runs in this tree")
         ref = found_ref
+        transport = ref.lookup(TRANSPORT)
+        if transport is not None:
+            return transport
     else:
         return conn  # already a transport
-    actor = ref.running_actor()
-    transport = getattr(actor, "transport", None)
-    if transport is None:
-        raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
-    return transport  # type: ignore[no-any-return]
+    raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
 
 
 def _hidden(key: str, value: object) -> str:
@@ -193,6 +210,7 @@ class NatsConnection(Actor):
     async def init(self) -> None:
         servers, options = self.connect_options(self.context)
         self.transport = await NatsTransport.connect(servers, **options)
+        self.provide(TRANSPORT, self.transport)
         log.info("connected to NATS at %s", self.transport.state.url)
         self.nursery.start_soon(self._own, self.transport)
 

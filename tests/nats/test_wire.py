@@ -3,6 +3,9 @@ environment variable, each falling back to nats-py's public API, which then carr
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 import trio
 from _support import Names
@@ -55,3 +58,78 @@ async def test_each_path_carries_publishes_subscriptions_and_requests(
         await sub.aclose()
     finally:
         await transport.close()
+
+
+async def test_frames_are_built_in_the_trio_thread_and_an_idle_socket_is_written_from_it(
+    nats_url: str, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: the PUB frame is assembled on the trio side; with the socket idle the trio
+    # thread writes it itself and the loop thread is not involved at all.
+    monkeypatch.delenv(_wire.PUBLIC_API_ENV, raising=False)
+    encoded_in: set[str] = set()
+    sent_from: list[str] = []
+    encode, try_send = _wire.encode_publish, _wire.DirectWriter.try_send
+
+    def spy_encode(*args: Any) -> bytes:
+        encoded_in.add(threading.current_thread().name)
+        return encode(*args)
+
+    def spy_send(self: _wire.DirectWriter, *args: Any) -> bool:
+        sent_from.append(threading.current_thread().name)
+        return try_send(self, *args)
+
+    monkeypatch.setattr(_wire, "encode_publish", spy_encode)
+    monkeypatch.setattr(_wire.DirectWriter, "try_send", spy_send)
+    transport = await NatsTransport.connect(nats_url)
+    try:
+        subject = names.subject("direct")
+        sub = await transport.subscribe(subject)
+        await transport.publish(subject, b"one", headers={"K": "v"})
+        with trio.fail_after(5):
+            msg = await sub.receive()
+        assert (msg.data, msg.headers["K"]) == (b"one", "v")
+        assert encoded_in == {threading.current_thread().name}
+        assert sent_from and set(sent_from) == {threading.current_thread().name}
+    finally:
+        await transport.close()
+
+
+async def test_big_bursts_mixed_with_loop_side_writes_arrive_whole_and_in_order(
+    nats_url: str, names: Names
+) -> None:
+    # Bursts bigger than the socket takes at once: the trio thread's partial sends leave bytes
+    # for the loop, which also writes its own commands (subscriptions, flush PINGs) meanwhile.
+    # One interleaving out of order would corrupt the stream and the server would drop us.
+    sender = await NatsTransport.connect(nats_url)
+    receiver = await NatsTransport.connect(nats_url)
+    try:
+        subject = names.subject("burst")
+        sub = await receiver.subscribe(subject, max_pending=1_000_000)
+        await receiver.flush()
+        body = bytes(range(256)) * 256  # 64 KiB
+        count = 400
+
+        async def loop_side_writes() -> None:
+            for i in range(20):
+                extra = await sender.subscribe(names.subject(f"extra.{i}"))
+                await sender.flush()
+                await extra.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(loop_side_writes)
+            for i in range(count):
+                await sender.publish(subject, body, headers={"N": str(i)})
+                if i % 8 == 7:
+                    await trio.sleep(0)  # a scheduler pass: the trio side tries to write
+        await sender.flush()
+        got: list[int] = []
+        with trio.fail_after(30):
+            while len(got) < count:
+                for msg in await sub.receive_batch(100):
+                    assert msg.data == body
+                    got.append(int(msg.headers["N"]))
+        assert got == list(range(count))
+        assert sender.state.disconnects == 0 and sender.state.connected
+    finally:
+        await sender.close()
+        await receiver.close()
