@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 from _support import Names
 
 from polyn.nats import NatsTransport, _wire
@@ -120,7 +121,7 @@ async def test_big_bursts_mixed_with_loop_side_writes_arrive_whole_and_in_order(
             for i in range(count):
                 await sender.publish(subject, body, headers={"N": str(i)})
                 if i % 8 == 7:
-                    await trio.sleep(0)  # a scheduler pass: the trio side tries to write
+                    await trio.lowlevel.checkpoint()  # a scheduler pass: the trio side tries to write
         await sender.flush()
         got: list[int] = []
         with trio.fail_after(30):
