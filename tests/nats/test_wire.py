@@ -121,7 +121,7 @@ async def test_big_bursts_mixed_with_loop_side_writes_arrive_whole_and_in_order(
             for i in range(count):
                 await sender.publish(subject, body, headers={"N": str(i)})
                 if i % 8 == 7:
-                    await trio.lowlevel.checkpoint()  # a scheduler pass: the trio side tries to write
+                    await trio.lowlevel.checkpoint()  # a pass: the trio side writes
         await sender.flush()
         got: list[int] = []
         with trio.fail_after(30):
