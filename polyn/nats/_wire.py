@@ -178,17 +178,11 @@ def encode_publish(
     """
     if not headers:
         return b"".join((f"PUB {subject} {reply} {len(data)}\r\n".encode(), data, _CRLF))
-    header = bytearray(_HEADER_LINE)
-    for key, value in headers.items():
-        header += f"{key}: {value}\r\n".encode()
-    header += _CRLF
+    lines = "".join([f"{key}: {value}\r\n" for key, value in headers.items()])
+    header = b"".join((_HEADER_LINE, lines.encode(), _CRLF))
+    size = len(header)
     return b"".join(
-        (
-            f"HPUB {subject} {reply} {len(header)} {len(header) + len(data)}\r\n".encode(),
-            header,
-            data,
-            _CRLF,
-        )
+        (f"HPUB {subject} {reply} {size} {size + len(data)}\r\n".encode(), header, data, _CRLF)
     )
 
 

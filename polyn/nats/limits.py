@@ -86,7 +86,12 @@ def check_headers(headers: Mapping[str, str]) -> None:
 
 def headers_size(headers: Mapping[str, str]) -> int:
     """The bytes ``headers`` take on the wire (``NATS/1.0`` line and blank line included)."""
-    return sum(len(k) + len(v) + 4 for k, v in headers.items()) + 12 if headers else 0
+    if not headers:
+        return 0
+    size = 12
+    for key, value in headers.items():  # a loop, not sum() of a generator: this is per publish
+        size += len(key) + len(value) + 4
+    return size
 
 
 def checked_headers(
