@@ -4,7 +4,9 @@ nats-py only runs on asyncio, Polyn only on trio. The transport runs nats-py on 
 a thread of its own (:class:`LoopThread`) and crosses between the two threads **in batches**:
 
 - trio -> asyncio: :class:`Outbox` queues outgoing operations (publishes, acknowledgements) in a
-  thread-safe deque and wakes the loop once per batch, not once per message;
+  thread-safe deque; right before trio waits for I/O it writes them from the trio thread when
+  the socket is idle (:class:`polyn.nats._wire.DirectWriter`: no crossing at all), else wakes
+  the loop once for the batch, never once per message;
 - asyncio -> trio: :meth:`LoopThread.resolve` hands results to waiting trio tasks, and
   :class:`Inbox` hands delivered messages to a trio reader, again waking trio once per batch;
 - :meth:`LoopThread.run` runs one coroutine on the loop and waits for it (one crossing each way),
