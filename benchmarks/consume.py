@@ -36,11 +36,9 @@ import trio
 from polyn import codec, naming
 from polyn.actors import Supervisor
 from polyn.config import Config
-from polyn.consumer import Ack
+from polyn.consumers import Ack, BatchInfo, Pipeline, PipelineMessage, PullConsumer
 from polyn.event import Event
 from polyn.nats import NatsConnection, NatsTransport
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
-from polyn.pull_consumer import PullConsumer
 from polyn.schema_store import SchemaStore
 
 TYPE = "bench.order.placed.v1"

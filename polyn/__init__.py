@@ -12,8 +12,20 @@ from polyn._version import __version__
 from polyn.actors import Actor, ActorRef, DynamicSupervisor, Restart, Strategy, Supervisor
 from polyn.app import App, AppContext, Running, current_app
 from polyn.config import Config
-from polyn.consumer import Ack, Nak
-from polyn.deadletter import dead_letter
+from polyn.consumers import (
+    Ack,
+    BatcherSpec,
+    BatchInfo,
+    HandlerTimeout,
+    Nak,
+    Pipeline,
+    PipelineMessage,
+    ProcessorSpec,
+    PullConsumer,
+    Responder,
+    Subscriber,
+    dead_letter,
+)
 from polyn.errors import (
     ActorError,
     CallTimeout,
@@ -22,8 +34,10 @@ from polyn.errors import (
     MigrationError,
     NamingError,
     NatsConnectionError,
+    OptionError,
     PolynError,
     RequestTimeout,
+    ResponderError,
     SandboxError,
     SchemaError,
     SchemaNotFoundError,
@@ -35,12 +49,8 @@ from polyn.errors import (
 from polyn.event import Event
 from polyn.json_store import JSONStore
 from polyn.nats import NatsConnection, transport_for
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.publish import pub, reply, request
-from polyn.pull_consumer import PullConsumer
-from polyn.responder import Responder
 from polyn.schema_store import SchemaStore
-from polyn.subscriber import Subscriber
 
 __all__ = [
     "Ack",
@@ -50,24 +60,29 @@ __all__ = [
     "App",
     "AppContext",
     "BatchInfo",
+    "BatcherSpec",
     "CallTimeout",
     "Config",
     "ConfigError",
     "ConsumerError",
     "DynamicSupervisor",
     "Event",
+    "HandlerTimeout",
     "JSONStore",
     "MigrationError",
     "Nak",
     "NamingError",
     "NatsConnection",
     "NatsConnectionError",
+    "OptionError",
     "Pipeline",
     "PipelineMessage",
     "PolynError",
+    "ProcessorSpec",
     "PullConsumer",
     "RequestTimeout",
     "Responder",
+    "ResponderError",
     "Restart",
     "Running",
     "SandboxError",

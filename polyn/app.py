@@ -43,6 +43,7 @@ import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
 from polyn.config import Config
+from polyn.consumers import Consumer
 from polyn.errors import PolynError
 from polyn.nats import NatsConnection
 
@@ -138,7 +139,9 @@ class Running:
         """Whether every child of the App runs now and every NatsConnection is connected.
 
         Synchronous and cheap, for a health-check endpoint. False while a child is being
-        restarted or a connection is reconnecting.
+        restarted or a connection is reconnecting, and while a consumer reports a problem
+        (:meth:`polyn.consumers.Consumer.problem`: a schema missing from the store, no progress
+        for its ``stall_timeout`` while messages are in hand).
         """
         if not self.tree.running:
             return False
@@ -150,6 +153,8 @@ class Running:
             return False
         for actor in root.running_children():
             if isinstance(actor, NatsConnection) and not actor.state.connected:
+                return False
+            if isinstance(actor, Consumer) and actor.problem() is not None:
                 return False
         return True
 

@@ -8,11 +8,10 @@ import pytest
 import trio
 from consumer_support import Setup, wait_until
 
-from polyn.consumer import Ack, Nak
+from polyn.consumers import Ack, Nak, PullConsumer
 from polyn.errors import ActorError, ConsumerError, StreamError
 from polyn.event import Event
 from polyn.nats import Message
-from polyn.pull_consumer import PullConsumer
 
 
 class Recorder(PullConsumer):

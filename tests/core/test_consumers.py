@@ -21,13 +21,11 @@ from core_support import Core
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from polyn.deadletter import dead_letter
-from polyn.errors import RequestTimeout
+from polyn.consumers import Responder, Subscriber, dead_letter
+from polyn.errors import RequestTimeout, ResponderError
 from polyn.event import Event
 from polyn.nats import Message, Subscription
 from polyn.publish import pub, request
-from polyn.responder import Responder
-from polyn.subscriber import Subscriber
 
 TRACEPARENT = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
 
@@ -242,14 +240,48 @@ async def test_responder_answers_and_reports_what_it_cannot_answer(core: Core) -
         reply_event = await request(running, asked, "A1", timeout=5)
         assert reply_event.data == "quote for A1"
         assert reply_event.type == f"com.test.{answer}"
-        for data in ("fail", "bad reply"):
-            with pytest.raises(RequestTimeout):
-                await request(running, asked, data, timeout=0.3)
-        await core.transport.publish(asked, b"123", reply_to=core.names.subject("inbox"))
+        # issue 21 (14): a failure reaches the requester as an error, at once, not a timeout
+        with trio.fail_after(5):
+            with pytest.raises(ResponderError) as failed:
+                await request(running, asked, "fail", timeout=30)
+        assert failed.value.error_type == "RuntimeError"
+        assert failed.value.reason == "cannot quote"
+        assert str(failed.value) == f"the responder on {asked} failed: RuntimeError: cannot quote"
+        with trio.fail_after(5), pytest.raises(ResponderError) as failed:
+            await request(running, asked, "bad reply", timeout=30)
+        assert failed.value.error_type == "ValidationError"
+        assert "\n" not in failed.value.reason and failed.value.reason.startswith("Polyn event")
+        inbox = core.names.subject("inbox")
+        replies = await core.transport.subscribe(inbox)
+        await core.transport.publish(asked, b"123", reply_to=inbox)
+        invalid = await next_message(replies)
+        assert invalid.data == b"" and invalid.headers["Polyn-Error-Type"] == "ValidationError"
+        await replies.aclose()
         errors = [(await next_message(letters)).headers["Polyn-Error-Type"] for _ in range(3)]
         assert (await request(running, asked, "B2", timeout=5)).data == "quote for B2"
     assert errors == ["RuntimeError", "ValidationError", "ValidationError"]
     await letters.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error_replies", "expected"),
+    [("type", ("RuntimeError", "")), ("off", None)],
+)
+async def test_responder_error_replies_are_configurable(
+    core: Core, error_replies: str, expected: tuple[str, str] | None
+) -> None:
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+    Quotes.answer_type = answer
+    app = core.app(Quotes(subject=asked, error_replies=error_replies))
+    async with app.run() as running:
+        if expected is None:  # no answer at all: the requester times out, as before
+            with pytest.raises(RequestTimeout):
+                await request(running, asked, "fail", timeout=0.5)
+            return
+        with pytest.raises(ResponderError) as failed:
+            await request(running, asked, "fail", timeout=5)
+        assert (failed.value.error_type, failed.value.reason) == expected
+        assert "cannot quote" not in str(failed.value)
 
 
 async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporter) -> None:
@@ -285,11 +317,11 @@ async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporte
 
 APP_SCRIPT = """
 import sys, trio
-import polyn.actors, polyn.app, polyn.config, polyn.nats, polyn.schema_store, polyn.subscriber
+import polyn.actors, polyn.app, polyn.config, polyn.consumers, polyn.nats, polyn.schema_store
 
 marker = sys.argv[2]
 
-class Stopper(polyn.subscriber.Subscriber):
+class Stopper(polyn.consumers.Subscriber):
     subject = "sigterm.test.v1"
 
     async def handle_message(self, event, msg):

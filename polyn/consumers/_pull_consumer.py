@@ -14,22 +14,22 @@ The seed's ``Polyn.PullConsumer``. Subclass it, name the event type, and handle 
 
 The durable consumer ``naming.consumer_name(type, config, source)`` must exist (a
 ``create_consumer`` migration); its stream is the one capturing ``type`` unless ``stream_name``
-is given. Options, as class attributes or keyword arguments: ``type``, ``source``,
-``stream_name``, ``store`` (the SchemaStore, default the config's bucket), ``connection``
-(default ``"nats"``), ``max_failures`` (default 5), ``prefetch`` (messages fetched per pull
-request, default 10) and ``fetch_expires`` (how long an idle pull request waits, default 1 s:
-also the longest a graceful stop waits for it).
+is given. Options, as class attributes or keyword arguments (checked when the spec is built):
+those of :class:`~polyn.consumers.JetStreamConsumer`, plus ``prefetch`` (messages fetched per
+pull request, default :data:`DEFAULT_PREFETCH`).
 
 ``handle_message(event, msg)`` returns ``polyn.Ack.ACK``, ``Ack.NAK``, ``Ack.TERM``,
 ``polyn.Nak(delay=seconds)``, or ``None`` to settle later through ``msg`` (``await msg.ack()``).
 
 Messages are fetched in batches (one crossing per batch), the next batch while this one is
-handled, and handled strictly one at a time, in stream order. An invalid event is terminated,
-dead-lettered and logged; a handler exception is logged and the message naked with backoff,
-until ``max_failures`` deliveries, when it is terminated and dead-lettered
-(:mod:`polyn.consumer`). Neither stops the consumer: only infrastructure failures (the
-connection closed for good, the consumer or stream deleted) crash it, for its supervisor to
-restart. At most three batches of ``prefetch`` are unacknowledged at once.
+handled, and handled strictly one at a time, in stream order. Prefetched messages waiting their
+turn are kept alive with ``+WPI`` so a slow handler does not make the server redeliver them.
+An invalid event is terminated, dead-lettered and logged; a handler failure is logged and the
+message naked with backoff, until its limit (``min(max_failures, max_deliver)``), when it is
+dead-lettered and terminated (:mod:`polyn.consumers`). Neither stops the consumer: only
+infrastructure failures (the connection closed for good, the consumer or stream deleted) crash
+it, for its supervisor to restart. At most three batches of ``prefetch`` are unacknowledged at
+once.
 
 Differences from Elixir, on purpose: an invalid event does not crash the consumer (Elixir
 crashes and relies on the restart), and a missing consumer fails the start with the protocol's
@@ -44,38 +44,48 @@ cancelled (so the server delivers nothing into a closed consumer).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from polyn import tracing
-from polyn.consumer import (
-    Ack,
-    JetStreamConsumer,
-    Nak,
-    apply,
-    fetch_some,
-    settle_failure,
-)
+from polyn.consumers._base import Failed
+from polyn.consumers._jetstream import JetStreamConsumer, JetStreamOptions, fetch_some
+from polyn.consumers._options import integer
+from polyn.consumers._settlement import Ack, Nak, apply
 from polyn.event import Event
 from polyn.nats import Message
 
-__all__ = ["PullConsumer"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from polyn.consumers._kwargs import PullConsumerKwargs
+
+__all__ = ["DEFAULT_PREFETCH", "PullConsumer", "PullConsumerOptions"]
 
 log = logging.getLogger("polyn.consumer")
+
+DEFAULT_PREFETCH = 10
+"""Messages a PullConsumer fetches per pull request unless told otherwise."""
+
+
+@attrs.frozen(kw_only=True)
+class PullConsumerOptions(JetStreamOptions):
+    """:class:`PullConsumer`'s options: the JetStream ones plus ``prefetch``."""
+
+    prefetch: int = integer(DEFAULT_PREFETCH, at_least=1)
 
 
 class PullConsumer(JetStreamConsumer):
     """Handle the events of one JetStream durable consumer, one at a time (see the module doc)."""
 
-    prefetch: int = 10
+    Options = PullConsumerOptions
+    options: PullConsumerOptions
+    prefetch: int
 
-    _OPTIONS = (*JetStreamConsumer._OPTIONS, "prefetch")
-
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: Unpack[PullConsumerKwargs]) -> None:
         super().__init__(**options)
-        if self.prefetch < 1:
-            raise ValueError(f"prefetch must be at least 1, not {self.prefetch!r}")
 
     async def handle_message(self, event: Event, msg: Message) -> Ack | Nak | None:
         """Handle one event; return how to settle its message (see the module doc)."""
@@ -95,6 +105,7 @@ class PullConsumer(JetStreamConsumer):
         # The next batch is fetched while this one is handled: at most three batches are
         # unacknowledged at once (in hand, waiting, being fetched).
         batches_in, batches_out = trio.open_memory_channel[list[Message]](1)
+        error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._fetcher, batches_in)
@@ -104,37 +115,68 @@ class PullConsumer(JetStreamConsumer):
                             if self.stop_requested():
                                 for unhandled in messages[index:]:
                                     await unhandled.nak()
+                                    self._done(unhandled)
                                 break
                             await self._handle(msg)
+        except trio.Cancelled as exc:
+            error = exc
+            raise
         finally:
             self._stopped.set()
+        await self._loop_ended(error)
 
     async def _fetcher(self, batches: trio.MemorySendChannel[list[Message]]) -> None:
         assert self._resolved is not None
         transport = self._resolved.transport
         async with batches:
             while not self.stop_requested():
+                await self._wait_fetch_open()
+                if self.stop_requested():
+                    break
                 messages = await fetch_some(
                     transport, self.stream, self.consumer_name, self.prefetch, self.fetch_expires
                 )
                 if messages:
+                    self._took(messages)
                     await batches.send(messages)
+                else:
+                    self._progressed()  # nothing waiting: idle, not stalled
 
     async def _handle(self, msg: Message) -> None:
-        assert self._resolved is not None and self.type is not None
+        assert self._resolved is not None
         name = self.consumer_name
         with tracing.receive_span(self.type, msg) as span:
             event = await self._decode(msg, span)
             if event is None:
                 return
-            try:
-                result = await self.handle_message(event, msg)
-                await apply(msg, result)
-            except Exception as exc:
+            result: Ack | Nak | Failed | None
+            if self.handler_timeout is None:  # the hot path: no extra coroutine per message
+                try:
+                    result = await self.handle_message(event, msg)
+                except BaseException as raised:
+                    result = await self._handler_raised(raised)
+            else:
+                result = await self._call_handler("handle_message", self.handle_message, event, msg)
+            if not isinstance(result, Failed):
+                try:
+                    await apply(msg, result)
+                except TypeError as wrong:
+                    result = Failed(wrong)
+            if isinstance(result, Failed):
+                exc = result.error
                 tracing.record_error(span, exc)
+                self._observe_failure(msg, exc)
                 if msg.acked:  # it settled the message, then failed: nothing to redo
-                    log.exception("consumer %s: handler failed after settling %s", name, msg)
+                    log.error(
+                        "consumer %s: handler failed after settling %s",
+                        name,
+                        msg,
+                        exc_info=exc,
+                    )
+                    self._forget(msg)
                     return
-                await settle_failure(
-                    self._resolved.transport, msg, exc, name, max_failures=self.max_failures
-                )
+                await self._settle_failure(msg, exc)
+                return
+            if msg.acked is None:
+                self._observe_unsettled(msg)
+            self._forget(msg)
