@@ -10,6 +10,8 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
     polyn schemas check [DIR] [--prune]  compare DIR with the schema bucket; write nothing
     polyn schemas load [DIR] [--prune] [--allow-breaking]
                                          put DIR's schemas into the schema bucket
+    polyn deadletters list               list the stored dead letters (type, consumer, reason)
+    polyn deadletters replay --seq N ...  republish dead letters to their original subject
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
 
 Configuration comes from :meth:`polyn.Config.load`: command-line flags beat ``POLYN_*`` and
@@ -176,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help="write backwards-incompatible changes too",
             )
         command.set_defaults(handler=handler)
+
+    from polyn.consumers import deadletters
+
+    deadletters.add_command(
+        commands, config, lambda args: _load_config(args, service=False), _connected
+    )
 
     server = commands.add_parser("server", help="run a nats-server with JetStream for development")
     server.add_argument("--port", type=int, default=4222, help="client port (default 4222)")
