@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -43,7 +44,7 @@ import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
 from polyn.config import Config
-from polyn.consumers import Consumer
+from polyn.consumers import Consumer, set_stuck_hook
 from polyn.errors import PolynError
 from polyn.nats import NatsConnection
 
@@ -205,7 +206,12 @@ class App:
         A signal stops the tree gracefully and ``main`` returns normally. ``trio.run(app.main)``.
         Signals are caught from before the first child starts (a signal during start-up stops
         the app once it has started) and only in the main thread.
+
+        A consumer whose handler ignores cancellation past its shutdown deadline (a shielded
+        cancel scope) would keep the stop waiting forever: it is logged by name and the process
+        ends at once with exit code 70 (``EX_SOFTWARE``), so a process manager sees a failure.
         """
+        set_stuck_hook(_abandon)
         with _signals() as signals:
             async with self.run() as running, trio.open_nursery() as nursery:
                 if signals is not None:
@@ -214,6 +220,15 @@ class App:
                 assert root is not None
                 await root.wait_finished()
                 nursery.cancel_scope.cancel()
+
+
+def _abandon(description: str) -> None:
+    """The stop cannot finish (see :meth:`App.main`): end the process with an error."""
+    log.critical("the app cannot stop: %s; exiting with status 70", description)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(70)
 
 
 @contextlib.contextmanager

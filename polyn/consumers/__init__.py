@@ -24,7 +24,13 @@ Modules: ``_options`` (the option mechanism), ``_base`` (:class:`Consumer`), ``_
 
 from __future__ import annotations
 
-from polyn.consumers._base import Consumer, ConsumerOptions, HandlerTimeout, set_handler_observer
+from polyn.consumers._base import (
+    Consumer,
+    ConsumerOptions,
+    HandlerTimeout,
+    set_handler_observer,
+    set_stuck_hook,
+)
 from polyn.consumers._jetstream import JetStreamConsumer, JetStreamOptions
 from polyn.consumers._pipeline import (
     BatcherSpec,
@@ -87,6 +93,7 @@ __all__ = [
     "dead_letter_headers",
     "raise_if_error_reply",
     "set_handler_observer",
+    "set_stuck_hook",
 ]
 
 # Public names show their public home in reprs and tracebacks, as trio's do.

@@ -80,6 +80,21 @@ _observer: trio.lowlevel.RunVar[HandlerObserver | None] = trio.lowlevel.RunVar(
 )
 
 
+_stuck_hook: trio.lowlevel.RunVar[Callable[[str], None] | None] = trio.lowlevel.RunVar(
+    "polyn_stuck_consumer_hook", default=None
+)
+
+STUCK_GRACE = 1.0
+"""Seconds past its ``shutdown`` time after which a consumer still running is reported stuck."""
+
+
+def set_stuck_hook(hook: Callable[[str], None] | None) -> None:
+    """Install (or remove) what happens when a consumer's handler ignores cancellation past its
+    shutdown deadline; ``hook(description)``. :meth:`polyn.App.main` installs one that ends the
+    process with an error, since trio cannot finish a run while a task ignores cancellation."""
+    _stuck_hook.set(hook)
+
+
 def set_handler_observer(observer: HandlerObserver | None) -> None:
     """Install (or remove, with None) the observer of handler failures for this trio run.
 
@@ -201,6 +216,31 @@ class Consumer(Actor):
         observer = _observer.get()
         if observer is not None:
             observer.left_unsettled(self.consumer_name, msg)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def _watch_stop(self, finished: trio.Event) -> None:
+        """From ``terminate``: report the consumer by name if it has not finished
+        ``shutdown`` + :data:`STUCK_GRACE` seconds later (a handler ignoring cancellation)."""
+        if not (0 < self.shutdown < float("inf")):
+            return
+        self.nursery.start_soon(self._stop_watchdog, finished, self.shutdown + STUCK_GRACE)
+
+    async def _stop_watchdog(self, finished: trio.Event, patience: float) -> None:
+        # Shielded: the actor's own cancellation (its shutdown deadline) must not end the watch.
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(patience):
+                await finished.wait()
+                return
+            description = (
+                f"consumer {self.consumer_name} ({type(self).__name__}) has not stopped "
+                f"{patience:.1f} s after it was asked to, past its shutdown of {self.shutdown} s: "
+                "a handler ignores cancellation (a shielded cancel scope, or blocking code)"
+            )
+            log.critical("%s", description)
+            hook = _stuck_hook.get()
+            if hook is not None:
+                hook(description)
 
     # -- missing schemas ----------------------------------------------------------------------
 

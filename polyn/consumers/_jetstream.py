@@ -226,6 +226,7 @@ class JetStreamConsumer(Consumer):
         self._stopping = True
         self._fetch_open.set()
         if self._resolved is not None:
+            self._watch_stop(self._stopped)
             await self._stopped.wait()
 
     # -- the fetch loop's end -----------------------------------------------------------------

@@ -100,6 +100,7 @@ class CoreConsumer(Consumer):
         self._stopping = True
         sub, self._sub = self._sub, None
         if sub is not None:
+            self._watch_stop(self._done)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await sub.aclose()
             await self._done.wait()  # the message in hand; bounded by our shutdown time

@@ -111,6 +111,36 @@ async def test_subscriber_receives_an_elixir_event_sent_by_plain_nats_py(core: C
     assert event.polyndata["clientlang"] == "elixir"
 
 
+async def test_a_subscriber_logs_and_drops_an_event_without_schema_and_reports_it(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21 (2): a missing schema is a configuration fault: logged loudly as one, the event
+    dropped (with a dead letter: core NATS keeps nothing to retry), health() false until the
+    schema is back; the subscriber goes on."""
+    subject = core.type("user.created.v1")
+    orphan = core.type("user.removed.v1")  # no schema in the bucket
+    letters = await core.transport.subscribe("polyn.deadletter." + orphan)
+    app = core.app(
+        Recorder(subject=subject, name="recorder"), Recorder(subject=orphan, name="orphans")
+    )
+    async with app.run() as running:
+        body = elixir_body(core, orphan, {"name": "Ada"}, str(uuid.uuid4()))
+        await core.transport.publish(orphan, body)
+        letter = await next_message(letters)
+        assert letter.headers["Polyn-Error-Type"] == "SchemaNotFoundError"
+        assert not running.health()
+        await pub(running, subject, {"name": "Grace"})  # the others go on
+        recorder = running.ref("recorder").running_actor()
+        assert isinstance(recorder, Recorder)
+        await wait_for(lambda: len(recorder.handled) == 1)
+        await core.transport.kv_put(core.bucket, orphan, json.dumps({"type": "object"}).encode())
+        await wait_for(running.health)
+    assert any(
+        r.levelname == "ERROR" and "configuration fault" in r.getMessage() for r in caplog.records
+    )
+    await letters.aclose()
+
+
 async def test_invalid_messages_and_handler_errors_are_dead_lettered_and_it_goes_on(
     core: Core,
 ) -> None:

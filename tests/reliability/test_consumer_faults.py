@@ -312,3 +312,74 @@ async def test_a_hung_handler_makes_health_false_after_stall_timeout(service: Se
         await wait_until(lambda: len(seen) == 2)
         await wait_until(running.health, timeout=5)
 
+
+STUCK_SERVICE = """
+import sys, trio
+import polyn
+
+url, domain, source_root, event_type = sys.argv[1:]
+
+class Stubborn(polyn.PullConsumer):
+    type = event_type
+    shutdown = 0.5
+
+    async def handle_message(self, event, msg):
+        print("handling", flush=True)
+        with trio.CancelScope(shield=True):
+            await trio.sleep(3600)
+        return polyn.Ack.ACK
+
+config = polyn.Config(domain=domain, source_root=source_root, servers=[url])
+app = polyn.App(config, [
+    polyn.NatsConnection(),
+    polyn.SchemaStore(schemas={event_type: {"type": "object"}}),
+    Stubborn(name="stubborn"),
+])
+trio.run(app.main)
+print("returned", flush=True)
+"""
+
+
+async def test_a_handler_ignoring_cancellation_at_stop_is_named_and_the_app_exits_non_zero(
+    service: Service, tmp_path: Any
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    await service.create()
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUCK_SERVICE)
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            str(script),
+            service.url,
+            service.domain,
+            service.config.source_root,
+            service.type,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await publish(service, 1)
+        assert process.stdout is not None and process.stderr is not None
+        with trio.fail_after(20):
+            line = b""
+            while b"handling" not in line:
+                line += await process.stdout.receive_some()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):  # not forever
+            await process.wait()
+        err = b""
+        with trio.move_on_after(5):
+            while chunk := await process.stderr.receive_some():
+                err += chunk
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 70
+    text = err.decode()
+    assert "consumer stubborn" in text or "Stubborn" in text
+    assert "ignores cancellation" in text
