@@ -111,6 +111,17 @@ async def test_subscriber_receives_an_elixir_event_sent_by_plain_nats_py(core: C
     assert event.polyndata["clientlang"] == "elixir"
 
 
+async def test_a_subject_given_with_the_domain_is_stripped_of_it(core: Core) -> None:
+    """Issue 20 (8): consumers strip the config's domain from a type, as naming does."""
+    subject = core.type("user.created.v1")
+    recorder = Recorder(subject=f"com.test.{subject}", name="recorder")
+    async with core.app(recorder).run() as running:
+        running_recorder = running.ref("recorder").running_actor()
+        assert isinstance(running_recorder, Recorder)
+        await pub(running, subject, {"name": "Ada"})
+        await wait_for(lambda: len(running_recorder.handled) == 1)
+
+
 async def test_a_subscriber_logs_and_drops_an_event_without_schema_and_reports_it(
     core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -158,6 +158,7 @@ async def wait_until_settled(service: Service) -> None:
             await trio.sleep(0.1)
 
 
+@pytest.mark.polyn_allow_unsettled  # the redelivery after ack_wait is the point
 async def test_ack_nak_delayed_nak_term_and_redelivery_after_ack_wait_on_virtual_time(
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -198,6 +199,7 @@ async def test_ack_nak_delayed_nak_term_and_redelivery_after_ack_wait_on_virtual
     assert time.monotonic() - wall < 10  # an hour and ten minutes of JetStream time
 
 
+@pytest.mark.polyn_allow_handler_errors  # the failures are the point
 async def test_a_failing_handler_reaches_max_failures_and_is_dead_lettered(
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -313,6 +315,7 @@ async def test_a_pipeline_batches_by_size_and_by_timeout_on_virtual_time(
     assert await service.real_stream_messages() == 0
 
 
+@pytest.mark.polyn_allow_handler_errors  # the failures are the point
 async def test_a_pipeline_redelivers_a_failed_batch_and_dead_letters_a_failed_message(
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -347,6 +350,7 @@ class Quotes(Responder):
         self.reply_type = reply_type
 
 
+@pytest.mark.polyn_allow_handler_errors  # the responder's failure is the point
 async def test_request_and_reply_run_in_the_sandbox(
     service: Service, names: Names, autojump_clock: trio.testing.MockClock
 ) -> None:
