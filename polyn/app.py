@@ -163,8 +163,14 @@ class Running:
 class App:
     """A Polyn service: a root supervisor of ``children`` with ``config`` in its context.
 
-    ``App(config, children, strategy="rest_for_one", max_restarts=3, max_seconds=5)``; the
-    supervision arguments are :class:`~polyn.actors.Supervisor`'s. See the module doc.
+    ``App(config, children, strategy="rest_for_one", max_restarts=3, max_seconds=5,
+    publishes=())``; the supervision arguments are :class:`~polyn.actors.Supervisor`'s. See the
+    module doc.
+
+    ``publishes`` declares the message names the service sends from outside its actors (a web
+    handler, a script using the ``running`` handle); actors declare their own with a
+    ``publishes`` class attribute, and a Responder its answer with ``reply_type``. Nothing
+    checks them at run time: ``polyn catalog`` reads them to show who sends each event.
     """
 
     def __init__(
@@ -174,10 +180,12 @@ class App:
         strategy: Strategy | str = Strategy.REST_FOR_ONE,
         max_restarts: int = 3,
         max_seconds: float = 5,
+        publishes: Iterable[str] = (),
     ) -> None:
         if not isinstance(config, Config):
             raise TypeError(f"App needs a polyn.Config, not {config!r}")
         self.config = config
+        self.publishes = (publishes,) if isinstance(publishes, str) else tuple(publishes)
         self.supervisor = _Root(
             children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )

@@ -2,10 +2,12 @@
 
 Commands (``polyn COMMAND --help`` shows each one's options)::
 
-    polyn migrate [--dry-run]            run the pending migrations in the migrations folder
-    polyn rollback                       roll back the last migration run
+    polyn migrate [--dry-run] [--break-lock]
+                                         run the pending migrations in the migrations folder
+    polyn rollback [--dry-run]           roll back the last migration run
     polyn migrations status              list applied and pending migrations
-    polyn gen migration NAME             write migrations/<timestamp>_<name>.py
+    polyn gen migration NAME [--stream S --subjects SUBJ... | --consumer TYPE]
+                                         write migrations/<timestamp>_<name>.py
     polyn schemas init [DIR]             create a schemas folder with an example schema
     polyn schemas check [DIR] [--prune]  compare DIR with the schema bucket; write nothing
     polyn schemas load [DIR] [--prune] [--allow-breaking]
@@ -13,6 +15,9 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
     polyn deadletters list               list the stored dead letters (type, consumer, reason)
     polyn deadletters replay --seq N ...  republish dead letters to their original subject
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
+    polyn catalog [--app MODULE:ATTR] [--out DIR] [--offline]
+                                         write the event catalogue (AsyncAPI 3.0 and HTML)
+    polyn catalog serve [--port 8000]    serve it on 127.0.0.1 for browsing
 
 Configuration comes from :meth:`polyn.Config.load`: command-line flags beat ``POLYN_*`` and
 ``NATS_URL`` / ``NATS_SERVERS`` / ``NATS_CREDENTIALS`` / ``NATS_CA_FILE`` variables, which beat
@@ -25,8 +30,13 @@ Deployments run ``polyn migrate`` (or call :func:`polyn.migration.run`) where th
 the console script is installed with the package. Elixir needs ``mix polyn.gen.release`` to
 generate a release module because releases ship without Mix; Python has no such gap.
 
-Exit codes: 0 success, 1 failure (one ``polyn: error: ...`` paragraph on stderr, no traceback),
-2 wrong usage, 130 interrupted. Each subcommand is a function taking the parsed arguments and
+``migrate``, ``rollback`` and ``migrations status`` run through the
+:class:`~polyn.migration.Migrator` actor in a small supervised tree (``NatsConnection`` +
+``Migrator``), the path a service's own tree takes, migration lock included.
+
+Exit codes: 0 success, 1 failure (one ``polyn: error: ...`` paragraph on stderr, no traceback;
+``--log-level debug`` adds the one traceback of the cause), 2 wrong usage, 130 interrupted.
+Each subcommand is a function taking the parsed arguments and
 returning the exit code (``handler``).
 """
 
@@ -119,27 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     config = _config_options()
 
+    parser.add_argument(
+        "--log-level",
+        choices=_LOG_LEVELS,
+        default=None,
+        help="log level (default warning; debug adds tracebacks of failures)",
+    )
+    logs = _log_options()
+
     migrate = commands.add_parser(
-        "migrate", parents=[config], help="run the pending JetStream migrations"
+        "migrate", parents=[config, logs], help="run the pending JetStream migrations"
     )
-    migrate.add_argument(
-        "--dry-run", action="store_true", help="show what would run; change nothing"
-    )
+    _migration_run_options(migrate)
     migrate.set_defaults(handler=_migrate)
 
     rollback = commands.add_parser(
-        "rollback", parents=[config], help="roll back the last migration run"
+        "rollback", parents=[config, logs], help="roll back the last migration run"
     )
-    rollback.add_argument(
-        "--dry-run", action="store_true", help="show what would run; change nothing"
-    )
+    _migration_run_options(rollback)
     rollback.set_defaults(handler=_rollback)
 
     migrations = commands.add_parser("migrations", help="inspect migrations")
     migrations_commands = migrations.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     migrations_commands.required = True
     status = migrations_commands.add_parser(
-        "status", parents=[config], help="list applied and pending migrations"
+        "status", parents=[config, logs], help="list applied and pending migrations"
     )
     status.set_defaults(handler=_status)
 
@@ -147,9 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     gen_commands = gen.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     gen_commands.required = True
     gen_migration = gen_commands.add_parser(
-        "migration", parents=[config], help="write a new, empty migration file"
+        "migration",
+        parents=[config],
+        help="write a new migration file",
+        description=(
+            "Write migrations/<timestamp>_<name>.py: an empty change(m); with --stream and "
+            "--subjects a create_stream; with --stream and --consumer TYPE the durable "
+            "consumer a PullConsumer / Pipeline of TYPE reads (its name computed from the "
+            "service's source_root, ack_policy explicit)."
+        ),
     )
     gen_migration.add_argument("name", help="snake_case name, e.g. create_orders")
+    gen_migration.add_argument(
+        "--stream", metavar="NAME", help="the stream to create, or that holds --consumer's events"
+    )
+    gen_migration.add_argument(
+        "--subjects", nargs="+", metavar="SUBJECT", help="create --stream with these subjects"
+    )
+    gen_migration.add_argument(
+        "--consumer", metavar="TYPE", help="create the durable consumer of this event type"
+    )
+    gen_migration.add_argument(
+        "--source", metavar="SOURCE", help="the consumer's source option, if it has one"
+    )
     gen_migration.set_defaults(handler=_gen_migration)
 
     schemas = commands.add_parser("schemas", help="manage the payload schemas")
@@ -193,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="JetStream store (default .polyn/jetstream)",
     )
     server.set_defaults(handler=_server)
+
+    from polyn.catalog._cli import add_catalog_command  # its own module: polyn/catalog/
+
+    add_catalog_command(commands, config, _load_config)
     return parser
 
 
@@ -204,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handler: Callable[[argparse.Namespace], int] = args.handler
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, getattr(args, "log_level", None))
     try:
         return handler(args)
     except PolynError as exc:
@@ -218,15 +256,66 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, level_name: str | None = None) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    if level_name is not None:
+        level = getattr(logging, level_name.upper())
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=level,
         format="polyn: %(levelname)s: %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not verbose:
+    # The NATS client's event loop runs in a thread of its own; its asyncio chatter is not ours.
+    logging.getLogger("asyncio").setLevel(max(level, logging.WARNING))
+    if level > logging.INFO:
         # Connection trouble ends in one error line of its own; retries are noise here.
         logging.getLogger("polyn.nats").setLevel(logging.ERROR)
+    if level > logging.DEBUG:
+        # A failure in the migrations' tree is the command's own error line; the actor
+        # layer's report of it (with its traceback) is shown with --log-level debug only.
+        logging.getLogger("polyn.actors").setLevel(logging.CRITICAL)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_options() -> argparse.ArgumentParser:
+    # Also accepted after the subcommand; SUPPRESS keeps the top-level value when absent.
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--log-level",
+        choices=_LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="log level (default warning; debug adds the traceback of a failure)",
+    )
+    return options
+
+
+def _migration_run_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the migrations and check every step against the server; change nothing",
+    )
+    command.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take the migration lock even if another run holds it (a run known to be dead)",
+    )
+    command.add_argument(
+        "--lock-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the lock's lease: how long a killed run blocks others (default 30)",
+    )
+    command.add_argument(
+        "--lock-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for another run's lock before failing (default 600)",
+    )
 
 
 def _load_config(args: argparse.Namespace, *, service: bool = True) -> Config:
@@ -258,14 +347,31 @@ def _say(line: str) -> None:
 # -- migrations ------------------------------------------------------------------------------
 
 
+def _lock_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for flag in ("lock_ttl", "lock_wait"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if not value > 0:
+                raise ConfigError(f"--{flag.replace('_', '-')} must be > 0 seconds, not {value}")
+            options[flag] = value
+    return options
+
+
 def _run_migrations(args: argparse.Namespace, direction: Any) -> int:
-    from polyn.migration import migrate
+    from polyn.migration import run_async
 
     config = _load_config(args)
+    lock = _lock_options(args)
 
-    async def work(transport: Transport) -> int:
-        result = await migrate(
-            transport, config, direction=direction, dry_run=args.dry_run, progress=_say
+    async def work() -> int:
+        result = await run_async(
+            config,
+            direction=direction,
+            dry_run=args.dry_run,
+            progress=_say,
+            break_lock=args.break_lock,
+            **lock,
         )
         count = len(result.steps)
         noun = "migration" if count == 1 else "migrations"
@@ -277,7 +383,7 @@ def _run_migrations(args: argparse.Namespace, direction: Any) -> int:
             _say(f"{verb} {count} {noun}; {len(result.ids)} recorded for {where}")
         return 0
 
-    return _connected(config, work)
+    return trio.run(work)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -289,12 +395,12 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from polyn.migration import migration_status
+    from polyn.migration import status_async
 
     config = _load_config(args)
 
-    async def work(transport: Transport) -> int:
-        status = await migration_status(transport, config)
+    async def work() -> int:
+        status = await status_async(config)
         _say(
             f"Migrations of {config.source_root} (bucket {config.migrations_bucket}, "
             f"folder {config.migrations_dir}):"
@@ -306,14 +412,23 @@ def _status(args: argparse.Namespace) -> int:
         _say(f"{len(status.applied)} applied, {len(status.pending)} pending")
         return 0
 
-    return _connected(config, work)
+    return trio.run(work)
 
 
 def _gen_migration(args: argparse.Namespace) -> int:
     from polyn.migration import generate_migration
 
-    config = _load_config(args, service=False)
-    path = generate_migration(args.name, config.migrations_dir)
+    # The consumer's durable name is the service's: that needs its domain and source_root.
+    config = _load_config(args, service=args.consumer is not None)
+    path = generate_migration(
+        args.name,
+        config.migrations_dir,
+        stream=args.stream,
+        subjects=args.subjects,
+        consumer=args.consumer,
+        source=args.source,
+        config=config,
+    )
     _say(f"Created {path}")
     return 0
 

@@ -94,15 +94,18 @@ _NATS_VARIABLES = (
 
 
 def _redact_url(url: str) -> str:
-    # nats://user:pass@host -> nats://user:***@host; nats://token@host -> nats://***@host
-    scheme, sep, rest = url.rpartition("://")
-    netloc, slash, path = rest.partition("/")
-    if "@" not in netloc:
+    # nats://user:pass@host -> nats://user:***@host; nats://token@host -> nats://***@host.
+    # The user information ends at the *last* "@": people paste passwords with "@" or "/" in
+    # them unencoded, and NATS URLs carry no path where an "@" could otherwise be.
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
         return url
-    userinfo, _, host = netloc.rpartition("@")
+    userinfo, _, host = rest.rpartition("@")
     user, colon, _secret = userinfo.partition(":")
     hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}{sep}{hidden}@{host}{slash}{path}"
+    return f"{scheme}{sep}{hidden}@{host}"
 
 
 def _servers_repr(servers: tuple[str, ...]) -> str:

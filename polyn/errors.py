@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ConsumerError",
     "JetStreamError",
+    "KeyValueConflictError",
     "MigrationError",
     "NamingError",
     "NatsConnectionError",
@@ -102,6 +103,12 @@ class BucketNotFoundError(StreamError):
 
 class ConsumerError(JetStreamError):
     """A durable JetStream consumer is missing or a consumer operation failed."""
+
+
+class KeyValueConflictError(JetStreamError):
+    """A compare-and-set write to a key-value bucket lost: the key exists already (a create)
+    or changed since the revision the write expected (an update). Read it again and retry, or
+    give up: someone else wrote first. ``err_code`` is JetStream's (10071)."""
 
 
 class MigrationError(PolynError):

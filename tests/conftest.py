@@ -8,6 +8,9 @@
   rest of the session on first use).
 - ``names`` (function): stream, bucket and subject names unique to the test, so tests can share
   one server and run in parallel.
+- ``browser_context`` (session) and ``browser_page`` (function): headless Chromium driven by
+  Playwright, one browser per session, for tests marked ``browser`` (``browser_support.py``:
+  skipped outside CI when Chromium is missing, failing under ``CI=true``).
 
 Hypothesis runs the ``ci`` profile when ``CI=true`` (bounded examples, no deadline: a 2-core CI
 machine has noisy timing), else ``dev``.
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 from _support import Names
+from browser_support import CHROMIUM, chromium_args, fresh_profile, missing_browser, skip_or_fail
 from hypothesis import HealthCheck, settings
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -57,6 +61,51 @@ def fresh_server() -> Iterator[NatsServer]:
 @pytest.fixture
 def names() -> Names:
     return Names()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests run last. While Playwright's sync API has the session's browser open, the
+    # main thread looks as if an asyncio loop were running in it (its loop runs in a greenlet),
+    # so a later test that runs an asyncio loop of its own would fail to start it.
+    def uses_browser(item: pytest.Item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        return item.get_closest_marker("browser") is not None or "browser_context" in fixtures
+
+    items.sort(key=uses_browser)
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the session (a Playwright persistent context on a fresh
+    user-data-dir); see ``browser_support.py``."""
+    reason = missing_browser()
+    if reason is not None:
+        skip_or_fail(reason)
+    from playwright.sync_api import sync_playwright
+
+    profile = fresh_profile(tmp_path_factory.mktemp("browser"))
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=chromium_args(),
+            viewport={"width": 1280, "height": 860},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def browser_page(browser_context: Any) -> Iterator[Any]:
+    """A fresh page of the session's browser, closed after the test."""
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 class _TestSpans(InMemorySpanExporter):

@@ -149,6 +149,16 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
 # -- Config.load -----------------------------------------------------------------------------------
 
 
+def test_a_password_with_at_signs_and_slashes_is_hidden_whole() -> None:
+    # Pasted unencoded, "p@ss/w@rd" used to leave "ss/w@rd" on view after the first "@".
+    config = Config(**BASE, servers=["nats://alice:p@ss/w@rd@nats-1:4222", "n@t/a@nats-2:4222"])
+    shown = repr(config)
+    assert "nats://alice:***@nats-1:4222" in shown
+    assert "***@nats-2:4222" in shown
+    for piece in ("p@ss", "ss/w", "w@rd", "n@t", "t/a"):
+        assert piece not in shown
+
+
 def test_load_reads_tool_polyn_from_pyproject(tmp_path: Path) -> None:
     path = write_pyproject(
         tmp_path,

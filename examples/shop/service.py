@@ -103,6 +103,7 @@ class Inventory(Responder):
     """Answers stock requests, reserving what it reports (a Responder)."""
 
     subject = STOCK_REQUESTED
+    reply_type = STOCK_REPORTED  # declared for `polyn catalog`
 
     def __init__(self, journal: Journal, **options: Any) -> None:
         super().__init__(**options)
@@ -128,6 +129,7 @@ class Billing(PullConsumer):
 
     type = ORDER_PLACED
     max_failures = BILLING_MAX_FAILURES
+    publishes = (PAYMENT_CAPTURED, STOCK_REQUESTED)  # declared for `polyn catalog`
 
     def __init__(self, journal: Journal, **options: Any) -> None:
         super().__init__(**options)
@@ -225,7 +227,15 @@ def build_app(config: Config, journal: Journal, schemas: dict[str, Any] | None =
             Ledger(journal, shutdown=10),
             Billing(journal),
         ],
+        # The storefront publishes the orders through the running handle (see demo.py).
+        publishes=[ORDER_PLACED],
     )
+
+
+def app(url: str = "nats://127.0.0.1:4222") -> App:
+    """The shop's tree with a fresh journal, for tools that inspect it without running it:
+    ``polyn catalog --app examples.shop.service:app``."""
+    return build_app(make_config(url), Journal())
 
 
 def utf8_output() -> bool:

@@ -5,16 +5,24 @@ config's ``migrations_bucket``), key = the service's ``source_root``, value = a 
 array of the run ids **as strings**, sorted as strings: ``["1234","5555"]``. Integer ids (the
 protocol's wording) are read too and written back as strings. A missing, deleted or purged key
 is the empty list.
+
+Every change is a compare-and-set on the key's revision (create when missing, update only from
+the revision read), retried on a conflict from a fresh read: two writers never lose each other's
+ids, which a plain read-then-put did (issue 21, finding 12). Elixir writes with a plain put; a
+Python writer still never overwrites what an Elixir writer stored meanwhile.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
-from polyn.errors import BucketNotFoundError, MigrationError, PolynError
+from polyn.errors import BucketNotFoundError, KeyValueConflictError, MigrationError, PolynError
 from polyn.nats.transport import Transport
 
 __all__ = ["MigrationBucket"]
+
+_WRITE_ATTEMPTS = 20
 
 
 class MigrationBucket:
@@ -46,14 +54,21 @@ class MigrationBucket:
 
     async def ids(self) -> list[str]:
         """The ids of the migrations already run, sorted; ``[]`` when nothing is recorded."""
+        ids, _ = await self._read()
+        return ids
+
+    async def _read(self) -> tuple[list[str], int | None]:
+        """The recorded ids and the key's revision (None when the key is missing or deleted)."""
         try:
             entry = await self.transport.kv_get(self.bucket, self.key)
         except BucketNotFoundError:
-            return []
+            return [], None
         except PolynError as exc:
             raise MigrationError(f"Error looking up already run migrations, {exc}") from exc
-        if entry is None or not entry.value:
-            return []
+        if entry is None:
+            return [], None
+        if not entry.value:
+            return [], entry.revision
         try:
             raw = json.loads(entry.value)
         except ValueError:
@@ -65,25 +80,36 @@ class MigrationBucket:
                 f"Error looking up already run migrations, key {self.key!r} of bucket "
                 f"{self.bucket} holds {entry.value!r}, not a JSON array of migration ids"
             )
-        return sorted({str(i) for i in raw})
+        return sorted({str(i) for i in raw}), entry.revision
 
     async def add(self, migration_id: str) -> list[str]:
         """Record ``migration_id`` as run; returns the new list."""
-        ids = sorted({*await self.ids(), str(migration_id)})
-        await self._write(ids)
-        return ids
+        return await self._change(lambda ids: sorted({*ids, str(migration_id)}))
 
     async def remove(self, migration_id: str) -> list[str]:
         """Forget ``migration_id`` (after a rollback); returns the new list."""
-        ids = [i for i in await self.ids() if i != str(migration_id)]
-        await self._write(ids)
-        return ids
+        return await self._change(lambda ids: [i for i in ids if i != str(migration_id)])
 
-    async def _write(self, ids: list[str]) -> None:
-        value = json.dumps(ids, separators=(",", ":")).encode()
-        try:
-            await self.transport.kv_put(self.bucket, self.key, value)
-        except PolynError as exc:
-            raise MigrationError(
-                f"Could not record migrations in bucket {self.bucket} (key {self.key}): {exc}"
-            ) from exc
+    async def _change(self, change: Callable[[list[str]], list[str]]) -> list[str]:
+        # Read, change, write only if nobody wrote in between (compare-and-set on the key's
+        # revision); else read again. A concurrent writer's ids are never overwritten.
+        for _ in range(_WRITE_ATTEMPTS):
+            current, revision = await self._read()
+            ids = change(current)
+            value = json.dumps(ids, separators=(",", ":")).encode()
+            try:
+                if revision is None:
+                    await self.transport.kv_create_key(self.bucket, self.key, value)
+                else:
+                    await self.transport.kv_update(self.bucket, self.key, value, revision)
+            except KeyValueConflictError:
+                continue
+            except PolynError as exc:
+                raise MigrationError(
+                    f"Could not record migrations in bucket {self.bucket} (key {self.key}): {exc}"
+                ) from exc
+            return ids
+        raise MigrationError(
+            f"Could not record migrations in bucket {self.bucket} (key {self.key}): it changed "
+            f"under every one of {_WRITE_ATTEMPTS} attempts; is another migration run writing it?"
+        )

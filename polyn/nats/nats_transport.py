@@ -54,7 +54,7 @@ from polyn.errors import (
     RequestTimeout,
     StreamError,
 )
-from polyn.nats import _wire
+from polyn.nats import _wire, kv_cas
 from polyn.nats._bridge import Inbox, LoopThread, Outbox, Waiter
 from polyn.nats.message import Message
 from polyn.nats.transport import ConsumerInfo, KvEntry, KvWatch, PubAck, StreamInfo, Subscription
@@ -1037,6 +1037,17 @@ class NatsTransport:
             return revision
 
         return await self._run_kv(put, bucket)
+
+    async def kv_create_key(self, bucket: str, key: str, value: bytes) -> int:
+        """Store ``value`` only if ``key`` is missing; see :func:`polyn.nats.kv_cas.create_key`."""
+        return await self._run_kv(lambda kv: kv_cas.create_key(kv, bucket, key, value), bucket)
+
+    async def kv_update(self, bucket: str, key: str, value: bytes, last_revision: int) -> int:
+        """Store ``value`` only if ``key`` is still at ``last_revision``; see
+        :func:`polyn.nats.kv_cas.update_key`."""
+        return await self._run_kv(
+            lambda kv: kv_cas.update_key(kv, bucket, key, value, last_revision), bucket
+        )
 
     async def kv_delete(self, bucket: str, key: str) -> None:
         async def delete(kv: Any) -> None:

@@ -224,6 +224,16 @@ class Transport(Protocol):
     async def kv_put(self, bucket: str, key: str, value: bytes) -> int:
         """Store ``value`` and return the new revision."""
 
+    async def kv_create_key(self, bucket: str, key: str, value: bytes) -> int:
+        """Store ``value`` only if ``key`` is missing (or deleted); return the new revision.
+
+        Raises :class:`~polyn.errors.KeyValueConflictError` when the key holds a value.
+        """
+
+    async def kv_update(self, bucket: str, key: str, value: bytes, last_revision: int) -> int:
+        """Store ``value`` only if ``key``'s latest revision is ``last_revision``; return the
+        new revision. Raises :class:`~polyn.errors.KeyValueConflictError` otherwise."""
+
     async def kv_delete(self, bucket: str, key: str) -> None: ...
 
     async def kv_keys(self, bucket: str) -> list[str]: ...

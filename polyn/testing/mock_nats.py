@@ -958,6 +958,14 @@ class MockNats:
         with self._crossing("kv_put") as real:
             return await real.kv_put(bucket, key, value)
 
+    async def kv_create_key(self, bucket: str, key: str, value: bytes) -> int:
+        with self._crossing("kv_create_key") as real:
+            return await real.kv_create_key(bucket, key, value)
+
+    async def kv_update(self, bucket: str, key: str, value: bytes, last_revision: int) -> int:
+        with self._crossing("kv_update") as real:
+            return await real.kv_update(bucket, key, value, last_revision)
+
     async def kv_delete(self, bucket: str, key: str) -> None:
         with self._crossing("kv_delete") as real:
             await real.kv_delete(bucket, key)

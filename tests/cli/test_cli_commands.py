@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,8 +23,14 @@ import pytest
 import trio
 from _support import Names
 
+from polyn import PullConsumer, codec
+from polyn.actors import Supervisor
+from polyn.config import Config
+from polyn.consumer import Ack
 from polyn.errors import StreamError
-from polyn.nats import NatsTransport
+from polyn.event import Event
+from polyn.nats import Message, NatsConnection, NatsTransport
+from polyn.schema_store import SchemaStore
 
 PYPROJECT = """\
 [tool.polyn]
@@ -167,8 +174,9 @@ async def test_a_failing_migration_exits_1_naming_the_file_and_reason(project: P
     result = await project.run("migrate")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "polyn: error: Error running migration file 1234_update.py - stream 'NOPE': "
-        "stream not found"
+        "polyn: error: Error running migration file 1234_update.py - step 1 of 1 "
+        "(update_stream NOPE): stream NOPE does not exist and no earlier step creates it. "
+        "Nothing was changed: every step is checked before any runs"
     )
     assert "Traceback" not in result.stderr
 
@@ -327,3 +335,165 @@ def test_the_installed_console_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--dry-run" in result.stdout and "--migrations-bucket" in result.stdout
+
+
+# -- migrations through the Migrator tree, the lock and the generator (issues 20 and 21) ------
+
+
+async def test_a_start_up_failure_is_one_line_with_one_traceback_only_at_debug(
+    project: Project,
+) -> None:
+    project.write_migration("1111_noop.py", "def change(m):\n    pass\n")
+    quiet = await project.run("migrate", "--server", UNREACHABLE, flags=False)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [
+        f"polyn: error: could not connect to NATS at {UNREACHABLE}: [Errno 111] Connect call "
+        "failed ('127.0.0.1', 1)"
+    ]
+    debug = await project.run(
+        "migrate", "--log-level", "debug", "--server", UNREACHABLE, flags=False
+    )
+    assert debug.returncode == 1
+    assert debug.stderr.count("Traceback (most recent call last)") == 1, debug.stderr
+    assert debug.stderr.splitlines()[-1] == quiet.stderr.strip()
+    assert not re.search(r"\b_[A-Z]\w+", debug.stderr), debug.stderr  # no private class names
+    status = await project.run("--log-level", "debug", "migrations", "status", flags=False,
+                               NATS_URL=UNREACHABLE)  # fmt: skip
+    assert status.returncode == 1
+    assert status.stderr.count("Traceback (most recent call last)") == 1
+
+
+def test_migrate_rollback_and_status_run_through_the_migrator_actor(
+    tmp_path: Path, nats_url: str, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyn import cli
+    from polyn.migration import MigrateRequest, Migrator, StatusRequest
+
+    # In this process: the command's logging set-up would outlive the test.
+    monkeypatch.setattr(cli, "_configure_logging", lambda *args: None)
+    main = cli.main
+
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    (tmp_path / "migrations").mkdir()
+    stream = names.stream()
+    (tmp_path / "migrations" / "1111_create.py").write_text(
+        create_stream(stream, names.subject("order.>"))
+    )
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith(("POLYN_", "NATS_"))]:
+        monkeypatch.delenv(key)
+    calls: list[object] = []
+    handle_call = Migrator.handle_call
+
+    async def spy(self: Migrator, request: object) -> object:
+        calls.append(request)
+        return await handle_call(self, request)
+
+    monkeypatch.setattr(Migrator, "handle_call", spy)
+    flags = ["--server", nats_url, "--migrations-bucket", names.bucket("migrations")]
+    assert main(["migrate", "--dry-run", *flags]) == 0
+    assert main(["migrate", *flags]) == 0
+    assert main(["migrations", "status", *flags]) == 0
+    assert main(["rollback", "--break-lock", *flags]) == 0
+    assert calls == [
+        MigrateRequest("up", dry_run=True),
+        MigrateRequest("up"),
+        StatusRequest(),
+        MigrateRequest("down", break_lock=True),
+    ]
+
+
+async def test_a_held_lock_is_waited_for_named_and_broken_on_request(
+    project: Project, transport: NatsTransport
+) -> None:
+    project.write_migration("1111_noop_stream.py", create_stream(project.names.stream(), "x.y"))
+    holder = {"holder": "deploy-7:4242:0a1b", "ttl": 600, "since": "2024-05-01T09:30:00+00:00"}
+    await transport.kv_create(project.migrations_bucket)
+    await transport.kv_create_key(
+        project.migrations_bucket, "_lock.user.backend", json.dumps(holder).encode()
+    )
+    waited = await project.run("migrate", "--lock-wait", "0.5")
+    assert waited.returncode == 1
+    assert "Waiting for the migration lock, held by deploy-7:4242:0a1b" in waited.stdout
+    assert waited.stderr.startswith(
+        f"polyn: error: The migration lock (_lock.user.backend in bucket "
+        f"{project.migrations_bucket}) is held by deploy-7:4242:0a1b; waited 0.5 s. If that run "
+        "is dead, its lease expires 600 s after its last renewal; `polyn migrate --break-lock` "
+        "takes the lock at once"
+    )
+    broken = await project.run("migrate", "--break-lock")
+    assert broken.returncode == 0, broken.stderr
+    assert "Migration lock: broke (--break-lock) lock of deploy-7:4242:0a1b" in broken.stdout
+    assert await transport.kv_get(project.migrations_bucket, "_lock.user.backend") is None
+
+
+class GeneratedConsumer(PullConsumer):
+    """A PullConsumer of the type given: what a user writes after ``gen migration --consumer``."""
+
+    def __init__(self, seen: list[object], **options: object) -> None:
+        super().__init__(**options)
+        self.seen = seen
+
+    async def handle_message(self, event: Event, msg: Message) -> Ack:
+        self.seen.append(event.data)
+        return Ack.ACK
+
+
+async def test_a_generated_consumer_migration_gives_a_consumer_polyn_starts_on(
+    project: Project, names: Names, transport: NatsTransport
+) -> None:
+    stream, event_type = names.stream("orders"), names.subject("order.placed.v1")
+    generated = await project.run(
+        "gen", "migration", "consume_orders", "--stream", stream,
+        "--subjects", names.subject("order.>"), "--consumer", f"com.test.{event_type}",
+        flags=False,
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    source = (project.root / generated.stdout.split()[-1]).read_text()
+    durable = f"user_backend_{event_type.replace('.', '_')}"
+    assert f'durable_name="{durable}"' in source and 'ack_policy="explicit"' in source
+
+    migrated = await project.run("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+
+    config = Config(domain="com.test", source_root="user.backend", servers=[project.url])
+    schema = {"type": "object"}
+    event = Event.new(config, event_type, {"order": 1})
+    body = codec.encode(event, codec.Schemas.from_dict({event_type: schema}), config)
+    await transport.js_publish(event_type, body)
+    seen: list[object] = []
+    children = [
+        NatsConnection(),
+        SchemaStore(schemas={event_type: schema}),
+        GeneratedConsumer(seen, type=event_type),
+    ]
+    async with Supervisor(children, strategy="rest_for_one").run(context={"config": config}):
+        with trio.fail_after(10):
+            while not seen:  # noqa: ASYNC110 - the consumer's task appends
+                await trio.sleep(0.02)
+    assert seen == [{"order": 1}]
+    info = await transport.consumer_info(stream, durable)
+    assert info.config["filter_subject"] == event_type
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--consumer", "order.placed.v1"], "name the stream (--stream)"),
+        (["--stream", "ORDERS"], "give the subjects of stream ORDERS (--subjects)"),
+        (
+            ["--stream", "ORDERS", "--subjects", "payment.>", "--consumer", "order.placed.v1"],
+            "the subjects of stream ORDERS (payment.>) do not capture order.placed.v1",
+        ),
+        (["--stream", "ORDERS", "--consumer", "Order Placed"], "Event names must be lowercase"),
+    ],
+)
+async def test_gen_migration_refuses_templates_that_would_not_work(
+    project: Project, args: list[str], message: str
+) -> None:
+    result = await project.run("gen", "migration", "consume", *args, flags=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("polyn: error: ") and message in result.stderr
+    assert not (project.root / "migrations").exists() or not any(
+        (project.root / "migrations").iterdir()
+    )

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from polyn.config import Config
 from polyn.errors import MigrationError
 from polyn.migration import Migration, find_migrations, generate_migration
+from polyn.naming import consumer_name
 
 
 @pytest.mark.parametrize("name", ["my_migration", "MyMigration"])
@@ -50,3 +52,52 @@ def test_timestamp_is_utc_and_unique_within_a_second(tmp_path: Path) -> None:
 def test_unusable_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(MigrationError):
         generate_migration(name, tmp_path)
+
+
+def test_stream_and_consumer_templates_record_what_polyn_consumers_look_up(
+    tmp_path: Path,
+) -> None:
+    config = Config(domain="com.acme", source_root="orders.payments")
+    path = generate_migration(
+        "consume_orders",
+        tmp_path,
+        stream="ORDERS",
+        subjects=["order.>"],
+        consumer="com.acme.order.placed.v1",
+        source="refunds",
+        config=config,
+    )
+    namespace: dict[str, object] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    recorder = Migration()
+    namespace["change"](recorder)  # type: ignore[operator]
+    assert [(c.name, dict(c.options)) for c in recorder.commands] == [
+        ("create_stream", {"name": "ORDERS", "subjects": ["order.>"]}),
+        (
+            "create_consumer",
+            {
+                "stream_name": "ORDERS",
+                "durable_name": consumer_name("order.placed.v1", config, "refunds"),
+                "filter_subject": "order.placed.v1",
+                "ack_policy": "explicit",
+                "ack_wait": 30,
+            },
+        ),
+    ]
+    assert recorder.commands[1].options["durable_name"] == "orders_payments_refunds_order_placed_v1"
+
+
+def test_a_consumer_template_for_an_existing_stream_creates_only_the_consumer(
+    tmp_path: Path,
+) -> None:
+    config = Config(domain="com.acme", source_root="shop")
+    path = generate_migration(
+        "ledger", tmp_path, stream="PAYMENTS", consumer="payment.captured.v1", config=config
+    )
+    namespace: dict[str, object] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    recorder = Migration()
+    namespace["change"](recorder)  # type: ignore[operator]
+    assert [c.describe() for c in recorder.commands] == [
+        "create_consumer shop_payment_captured_v1 on stream PAYMENTS"
+    ]

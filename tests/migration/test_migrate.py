@@ -277,7 +277,7 @@ async def test_rollback_with_nothing_recorded_does_nothing(
     assert messages == ["No migrations to roll back"]
 
 
-async def test_a_failure_keeps_earlier_migrations_recorded(
+async def test_a_bad_later_migration_stops_the_run_before_anything_changes(
     transport: NatsTransport, config: Config, names: Names, write_migration: WriteMigration
 ) -> None:
     good, bad = names.stream("good"), names.stream("bad")
@@ -298,25 +298,36 @@ async def test_a_failure_keeps_earlier_migrations_recorded(
     )
     with pytest.raises(MigrationError) as caught:
         await migrate(transport, config)
-    message = str(caught.value)
-    assert message.startswith("Error running migration file 2222_bad.py - creating stream")
-    assert "overlap" in message  # the server's own reason
-    assert await run_ids(transport, config) == ["1111"]
-    assert await stream_exists(transport, bad)  # no automatic undo of the failed migration
+    assert str(caught.value) == (
+        f"Error running migration file 2222_bad.py - step 2 of 2 (create_stream {bad}2): its "
+        f"subjects overlap those of stream {bad} ({names.subject('bad')}). Nothing was changed: "
+        "every step is checked before any runs"
+    )
+    assert await run_ids(transport, config) == []
+    assert not await stream_exists(transport, good)
+    assert not await stream_exists(transport, bad)
 
 
-async def test_an_unknown_option_is_refused_by_the_server_with_its_reason(
+async def test_an_unknown_option_is_refused_with_the_valid_ones_before_the_server_sees_it(
     transport: NatsTransport, config: Config, names: Names, write_migration: WriteMigration
 ) -> None:
+    stream = names.stream()
     write_migration(
         "1234_typo.py",
         f"""
         def change(m):
-            m.create_stream(name="{names.stream()}", subjects=["{names.subject("a")}"], max_agee=1)
+            m.create_stream(name="{stream}", subjects=["{names.subject("a")}"])
+            m.create_consumer(stream_name="{stream}", durable_name="c", ack_wiat=30)
         """,
     )
-    with pytest.raises(MigrationError, match='unknown field "max_agee"'):
+    with pytest.raises(MigrationError) as caught:
         await migrate(transport, config)
+    message = str(caught.value)
+    assert message.startswith(
+        "Error running migration file 1234_typo.py - create_consumer: unknown option 'ack_wiat' "
+        "(did you mean 'ack_wait'?); valid options: ack_policy, ack_wait, backoff, "
+    )
+    assert not await stream_exists(transport, stream)
 
 
 async def test_a_file_without_change_or_up_is_refused(

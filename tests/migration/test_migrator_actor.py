@@ -12,7 +12,14 @@ import polyn.migration
 from polyn.actors import Supervisor
 from polyn.config import Config
 from polyn.errors import ActorError, MigrationError
-from polyn.migration import MigrationBucket, MigrationResult, MigrationStatus, Migrator
+from polyn.migration import (
+    MigrateRequest,
+    MigrationBucket,
+    MigrationResult,
+    MigrationStatus,
+    Migrator,
+    StatusRequest,
+)
 from polyn.nats import NatsConnection, NatsTransport
 
 WriteMigration = Callable[[str, str], Path]
@@ -47,9 +54,8 @@ async def test_migrator_runs_pending_migrations_when_it_starts_and_answers_calls
 async def test_a_failing_migration_fails_the_start_with_the_migration_error(
     config: Config, names: Names, write_migration: WriteMigration
 ) -> None:
-    write_migration(
-        "1111_bad.py", f'def change(m):\n    m.update_stream(name="{names.stream()}")\n'
-    )
+    stream = names.stream()
+    write_migration("1111_bad.py", f'def change(m):\n    m.update_stream(name="{stream}")\n')
     tree = Supervisor([NatsConnection(), Migrator()])
     with pytest.raises(ActorError) as caught:
         async with tree.run(context={"config": config}):
@@ -58,8 +64,10 @@ async def test_a_failing_migration_fails_the_start_with_the_migration_error(
     while cause is not None and not isinstance(cause, MigrationError):
         cause = cause.__cause__
     assert cause is not None
-    assert str(cause).startswith("Error running migration file 1111_bad.py - stream ")
-    assert "stream not found" in str(cause)
+    assert str(cause).startswith(
+        f"Error running migration file 1111_bad.py - step 1 of 1 (update_stream {stream}): "
+        f"stream {stream} does not exist and no earlier step creates it."
+    )
 
 
 def test_run_is_a_one_line_deployment_entry(config: Config, names: Names, tmp_path: Path) -> None:
@@ -72,3 +80,25 @@ def test_run_is_a_one_line_deployment_entry(config: Config, names: Names, tmp_pa
     assert polyn.migration.run(config, migrations_dir=folder).steps == ()
     result = polyn.migration.run(config, migrations_dir=folder, direction="down")
     assert result.ids == ()
+
+
+async def test_a_failing_call_answers_with_the_error_and_the_migrator_stays_up(
+    transport: NatsTransport, config: Config, names: Names, write_migration: WriteMigration
+) -> None:
+    """A failed rollback must not crash the Migrator: its restart would run the start-up
+    migrations again, and past the restart intensity take the service down."""
+    stream = names.stream()
+    await transport.create_stream({"name": stream, "subjects": [names.subject("a")]})
+    write_migration("1111_drop.py", f'def change(m):\n    m.delete_stream("{stream}")\n')
+    tree = Supervisor([NatsConnection(), Migrator()], max_restarts=0)
+    async with tree.run(context={"config": config}) as running:
+        migrator = running.ref("polyn_migrator")
+        result = await migrator.call("rollback")
+        assert isinstance(result.error, MigrationError)
+        assert "can't be reversed" in str(result.error)
+        with pytest.raises(MigrationError, match="can't be reversed"):
+            result.raise_for_error()
+        status = await migrator.call(StatusRequest())
+        assert [i for i, _ in status.applied] == ["1111"]
+        dry = await migrator.call(MigrateRequest("up", dry_run=True))
+        assert dry.ok and dry.steps == ()
