@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -244,6 +245,7 @@ async def test_a_fetch_loop_that_ends_crashes_the_consumer_and_it_is_restarted(
 ) -> None:
     """A stray ``trio.Cancelled`` out of a pull request used to end the fetch loop and leave a
     zombie: alive, healthy, handling nothing."""
+    caplog.set_level(logging.ERROR, logger="polyn.actors")  # the crash report, whoever set it
     await service.create()
     seen: list[tuple[int, int]] = []
     starts: list[Any] = []
