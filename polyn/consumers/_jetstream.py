@@ -110,16 +110,26 @@ _TRANSIENT_409 = ("maxackpending", "leadership", "maxrequest", "interest")
 
 
 async def fetch_some(
-    transport: Transport, stream: str, consumer: str, batch: int, expires: float
+    transport: Transport,
+    stream: str,
+    consumer: str,
+    batch: int,
+    expires: float,
+    *,
+    idle: bool = False,
 ) -> list[Message]:
     """Up to ``batch`` messages: what is there now, else wait up to ``expires`` for the next one.
+
+    ``idle``: the previous call found nothing, so skip straight to waiting (an idle consumer
+    then costs one pull request per ``expires``, not two: with a hundred idle consumers on one
+    connection the difference shows).
 
     A pull request the server refuses for a passing reason (too many messages awaiting acks, a
     leadership change in a cluster) gives an empty list after a short pause; a deleted consumer
     raises :class:`~polyn.errors.ConsumerError`, which crashes the consumer for its supervisor.
     """
     try:
-        messages = await transport.fetch(stream, consumer, batch, no_wait=True)
+        messages = [] if idle else await transport.fetch(stream, consumer, batch, no_wait=True)
         if not messages:
             messages = await transport.fetch(stream, consumer, 1, expires=expires)
     except ConsumerError as exc:

@@ -421,6 +421,7 @@ class Pipeline(JetStreamConsumer):
         assert self._resolved is not None
         transport = self._resolved.transport
         partition_by = self._processor.partition_by
+        idle = False
         async with AsyncExitStack() as stack:
             for lane in lanes:
                 await stack.enter_async_context(lane)
@@ -440,7 +441,9 @@ class Pipeline(JetStreamConsumer):
                     self.consumer_name,
                     min(room, self.fetch_batch),
                     self.fetch_expires,
+                    idle=idle,
                 )
+                idle = not messages
                 if not messages:
                     self._progressed()
                     continue

@@ -137,14 +137,21 @@ class PullConsumer(JetStreamConsumer):
     async def _fetcher(self, batches: trio.MemorySendChannel[list[Message]]) -> None:
         assert self._resolved is not None
         transport = self._resolved.transport
+        idle = False
         async with batches:
             while not self.stop_requested():
                 await self._wait_fetch_open()
                 if self.stop_requested():
                     break
                 messages = await fetch_some(
-                    transport, self.stream, self.consumer_name, self.prefetch, self.fetch_expires
+                    transport,
+                    self.stream,
+                    self.consumer_name,
+                    self.prefetch,
+                    self.fetch_expires,
+                    idle=idle,
                 )
+                idle = not messages
                 if messages:
                     self._took(messages)
                     await batches.send(messages)
