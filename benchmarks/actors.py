@@ -11,6 +11,18 @@ Without triotp installed, only Polyn's figures are printed. Tracing is not invol
 go to null handlers in both runtimes (stdlib logging for Polyn, logbook for triotp), so the
 figures measure the runtimes, not a terminal. Each figure is the best of three runs.
 
+Old against new, interleaved (the way the issues ask for a before/after)::
+
+    git worktree add /tmp/polyn-old b76c8d8
+    python benchmarks/actors.py --against /tmp/polyn-old --rounds 7
+
+runs this script's figures in fresh processes, alternating the old checkout (``PYTHONPATH``
+pointing at it) and this one, in ABBA order so that drift on a shared machine falls on both,
+and prints the median of each figure and the ratio new/old. ``--json`` prints one process's
+figures (one run each) and is what the comparison runs. ``--cpu`` times with the process's CPU
+time instead of the wall clock: on a machine shared with other work, wall time mostly measures
+the neighbours.
+
 - cast: one task casts N messages to one server (by registered name), then one call waits until
   all are handled; messages per second.
 - call: one task makes N sequential calls (by name); round trips per second.
@@ -19,28 +31,44 @@ figures measure the runtimes, not a terminal. Each figure is the best of three r
 - 10,000 idle servers under one supervisor: time from building the specs until every ``init``
   has run, and the memory held afterwards (tracemalloc, run separately from the timing), per
   server, specs and supervisor bookkeeping included.
+- contended call (Polyn only): 100 tasks call one server whose mailbox holds 8, so most callers
+  wait for room before they wait for their reply; round trips per second over all callers. A
+  round in which any caller did not get its own reply is reported as 0 (the runtime before
+  issue 16 lost replies here).
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
 import types
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from polyn.actors import Actor, Supervisor
 
+# The clock of every figure: wall time, or with --cpu the process's CPU time, which a machine
+# shared with other work disturbs much less (the old/new comparison passes it on).
+_now = time.process_time if "--cpu" in sys.argv else time.perf_counter
+
 CASTS = 200_000
 CALLS = 20_000
 CRASHES = 2_000
 IDLE = 10_000
+CONTENDERS = 100
+CONTENDED_MAILBOX = 8
+CONTENDED_CALLS = 200  # per caller
 
 Measure = Callable[[], Awaitable[float]]
 
@@ -71,7 +99,7 @@ class _Started:
         self.event = trio.Event()
 
     def report(self) -> None:
-        self.at = time.perf_counter()
+        self.at = _now()
         self.event.set()
 
 
@@ -89,32 +117,61 @@ class _Phoenix(Actor):
         raise RuntimeError("crash")
 
 
+class _Count:
+    """Shared by every run (a plain list argument would be copied per start)."""
+
+    value = 0
+
+
 class _Idle(Actor):
-    def __init__(self, ready: list[int], **options: Any) -> None:
+    def __init__(self, ready: _Count, **options: Any) -> None:
         super().__init__(**options)
         self.ready = ready
 
     async def init(self) -> None:
-        self.ready[0] += 1
+        self.ready.value += 1
 
 
 async def polyn_cast() -> float:
     async with Supervisor([_Sink(name="sink")]).run() as tree:
         sink = tree.ref("sink")
-        started = time.perf_counter()
+        started = _now()
         for i in range(CASTS):
             await sink.cast(i)
         await sink.call("flush")
-        return CASTS / (time.perf_counter() - started)
+        return CASTS / (_now() - started)
 
 
 async def polyn_call() -> float:
     async with Supervisor([_Sink(name="sink")]).run() as tree:
         sink = tree.ref("sink")
-        started = time.perf_counter()
+        started = _now()
         for i in range(CALLS):
             await sink.call(i)
-        return CALLS / (time.perf_counter() - started)
+        return CALLS / (_now() - started)
+
+
+async def polyn_contended_call() -> float:
+    spec = _Sink(name="sink", mailbox_size=CONTENDED_MAILBOX)
+    async with Supervisor([spec]).run() as tree:
+        sink = tree.ref("sink")
+        wrong = 0
+
+        async def caller(me: int) -> None:
+            nonlocal wrong
+            for i in range(CONTENDED_CALLS):
+                try:
+                    if await sink.call((me, i)) != (me, i):
+                        wrong += 1
+                except Exception:
+                    wrong += 1
+
+        started = _now()
+        async with trio.open_nursery() as nursery:
+            for me in range(CONTENDERS):
+                nursery.start_soon(caller, me)
+        elapsed = _now() - started
+        return 0.0 if wrong else CONTENDERS * CONTENDED_CALLS / elapsed
 
 
 async def polyn_restart() -> float:
@@ -124,7 +181,7 @@ async def polyn_restart() -> float:
         total = 0.0
         for _ in range(CRASHES):
             started.arm()
-            crash = time.perf_counter()
+            crash = _now()
             await tree.ref("phoenix").cast("crash")
             await started.event.wait()
             total += started.at - crash
@@ -132,15 +189,15 @@ async def polyn_restart() -> float:
 
 
 async def polyn_idle(measure_memory: bool) -> float:
-    ready = [0]
+    ready = _Count()
     gc.collect()
     if measure_memory:
         tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0] if measure_memory else 0
-    started = time.perf_counter()
+    started = _now()
     async with Supervisor([_Idle(ready) for _ in range(IDLE)]).run():
-        assert ready[0] == IDLE
-        elapsed = time.perf_counter() - started
+        assert ready.value == IDLE
+        elapsed = _now() - started
         if measure_memory:
             gc.collect()
             held = tracemalloc.get_traced_memory()[0] - baseline
@@ -197,20 +254,20 @@ def _triotp() -> dict[str, Callable[..., Awaitable[float]]] | None:
 
     async def cast() -> float:
         async def body() -> float:
-            started = time.perf_counter()
+            started = _now()
             for i in range(CASTS):
                 await gen_server.cast("sink", i)
             await gen_server.call("sink", "flush")
-            return CASTS / (time.perf_counter() - started)
+            return CASTS / (_now() - started)
 
         return await with_sink(body)
 
     async def call() -> float:
         async def body() -> float:
-            started = time.perf_counter()
+            started = _now()
             for i in range(CALLS):
                 await gen_server.call("sink", i)
-            return CALLS / (time.perf_counter() - started)
+            return CALLS / (_now() - started)
 
         return await with_sink(body)
 
@@ -239,7 +296,7 @@ def _triotp() -> dict[str, Callable[..., Awaitable[float]]] | None:
                 await started.event.wait()
                 for _ in range(CRASHES):
                     started.arm()
-                    at = time.perf_counter()
+                    at = _now()
                     await gen_server.cast("phoenix", "crash")
                     await started.event.wait()
                     total += started.at - at
@@ -263,7 +320,7 @@ def _triotp() -> dict[str, Callable[..., Awaitable[float]]] | None:
         if measure_memory:
             tracemalloc.start()
         baseline = tracemalloc.get_traced_memory()[0] if measure_memory else 0
-        started = time.perf_counter()
+        started = _now()
         specs = [
             supervisor.child_spec(id=f"idle{i}", task=gen_server.start, args=[module, 0, None])
             for i in range(IDLE)
@@ -271,7 +328,7 @@ def _triotp() -> dict[str, Callable[..., Awaitable[float]]] | None:
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.start, specs, opts)
             await done.wait()
-            elapsed = time.perf_counter() - started
+            elapsed = _now() - started
             result = elapsed
             if measure_memory:
                 gc.collect()
@@ -291,10 +348,86 @@ def _best(run: Callable[[], float], lower_is_better: bool) -> float:
     return min(results) if lower_is_better else max(results)
 
 
-def main() -> None:
+# name -> (measure, unit, lower is better); one trio.run each.
+FIGURES: dict[str, tuple[Callable[[], Awaitable[float]], str, bool]] = {
+    "cast": (polyn_cast, "msgs/s", False),
+    "call": (polyn_call, "round trips/s", False),
+    "contended call": (polyn_contended_call, "round trips/s", False),
+    "crash -> restart": (lambda: _scaled(polyn_restart, 1e6), "µs", True),
+    f"start {IDLE:,} idle": (lambda: polyn_idle(False), "s", True),
+    "memory per idle server": (lambda: polyn_idle(True), "bytes", True),
+}
+
+
+def _quiet() -> None:
     quiet = logging.getLogger("polyn.actors")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
+
+
+def _json() -> None:
+    _quiet()
+    figures: dict[str, object] = {name: trio.run(m) for name, (m, _, _) in FIGURES.items()}
+    figures["source"] = sys.modules[Actor.__module__].__file__
+    print(json.dumps(figures))
+
+
+def _compare(old: str, rounds: int) -> None:
+    here = str(Path(__file__).resolve().parents[1])
+    script = str(Path(__file__).resolve())
+    results: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
+
+    def one(which: str) -> None:
+        env = dict(os.environ, PYTHONPATH=old if which == "old" else here)
+        done = subprocess.run(
+            [sys.executable, script, "--json", *(["--cpu"] if "--cpu" in sys.argv else [])],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the {which} run failed:\n{done.stderr}")
+        figures = json.loads(done.stdout.splitlines()[-1])
+        source = figures.pop("source")
+        expected = old if which == "old" else here
+        if not str(Path(source).resolve()).startswith(str(Path(expected).resolve())):
+            raise SystemExit(f"the {which} run imported polyn from {source}, not {expected}")
+        for name, value in figures.items():
+            results[which].setdefault(name, []).append(value)
+
+    for i in range(rounds):
+        order = ("old", "new") if i % 2 == 0 else ("new", "old")
+        for which in order:
+            one(which)
+        print(f"round {i + 1}/{rounds} done", file=sys.stderr)
+    clock = "CPU time" if "--cpu" in sys.argv else "wall time"
+    print(
+        f"Python {platform.python_version()}, trio {trio.__version__}, "
+        f"{rounds} rounds, medians, {clock}"
+    )
+    print(f"{'figure':34} {'old':>12} {'new':>12} {'new/old':>8} {'better by':>10}")
+    for name, (_, unit, lower) in FIGURES.items():
+        a = statistics.median(results["old"][name])
+        b = statistics.median(results["new"][name])
+        shown = f"{name} ({unit})"
+        if a and b:
+            better = (a / b if lower else b / a) - 1
+            tail = f"{b / a:8.3f} {better:>+10.1%}"
+        else:
+            tail = f"{'n/a':>8} {'n/a':>10}"
+        print(f"{shown:34} {a:>12,.3f} {b:>12,.3f} {tail}")
+
+
+def main() -> None:
+    if "--json" in sys.argv:
+        _json()
+        return
+    if "--against" in sys.argv:
+        old = sys.argv[sys.argv.index("--against") + 1]
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+        _compare(old, rounds)
+        return
+    _quiet()
 
     triotp = _triotp()
     print(f"Python {platform.python_version()}, trio {trio.__version__}, {platform.machine()}")
@@ -307,6 +440,13 @@ def main() -> None:
 
     figure("cast", "msgs/s", polyn_cast, triotp and triotp["cast"], False)
     figure("call", "round trips/s", polyn_call, triotp and triotp["call"], False)
+    figure(
+        "contended call (100 callers, mailbox 8)",
+        "round trips/s",
+        polyn_contended_call,
+        None,
+        False,
+    )
     figure(
         "crash -> restart",
         "µs",

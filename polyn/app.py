@@ -53,24 +53,6 @@ __all__ = ["App", "AppContext", "Running", "current_app"]
 log = logging.getLogger("polyn.app")
 
 
-class _Root(Supervisor):
-    """The App's root supervisor; it can tell synchronously whether all its children run."""
-
-    def children_running(self) -> bool:
-        for child in self._records:
-            process = child.process
-            if process is None or process.finished or process.closed:
-                return False
-        return True
-
-    def running_children(self) -> list[Actor]:
-        return [
-            child.process.actor
-            for child in self._records
-            if child.process is not None and not child.process.finished
-        ]
-
-
 @attrs.frozen
 class AppContext:
     """What :func:`current_app` returns: the running App's config and registry."""
@@ -144,19 +126,27 @@ class Running:
         (:meth:`polyn.consumers.Consumer.problem`: a schema missing from the store, no progress
         for its ``stall_timeout`` while messages are in hand).
         """
-        if not self.tree.running:
+        tree = self.tree
+        if not tree.running:
             return False
-        try:
-            root = self.tree.root.running_actor()
-        except PolynError:
+        counts = tree.count_children_nowait()
+        if counts.active != counts.specs:
             return False
-        if not isinstance(root, _Root) or not root.children_running():
-            return False
-        for actor in root.running_children():
-            if isinstance(actor, NatsConnection) and not actor.state.connected:
-                return False
-            if isinstance(actor, Consumer) and actor.problem() is not None:
-                return False
+        for child in tree.which_children_nowait():
+            if child.ref is not None and isinstance(child.spec, NatsConnection):
+                try:
+                    connection = child.ref.running_actor()
+                except PolynError:
+                    return False
+                if not isinstance(connection, NatsConnection) or not connection.state.connected:
+                    return False
+            elif child.ref is not None and isinstance(child.spec, Consumer):
+                try:
+                    consumer = child.ref.running_actor()
+                except PolynError:
+                    return False
+                if isinstance(consumer, Consumer) and consumer.problem() is not None:
+                    return False
         return True
 
 
@@ -186,7 +176,7 @@ class App:
             raise TypeError(f"App needs a polyn.Config, not {config!r}")
         self.config = config
         self.publishes = (publishes,) if isinstance(publishes, str) else tuple(publishes)
-        self.supervisor = _Root(
+        self.supervisor = Supervisor(
             children, strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
         )
 
@@ -224,9 +214,7 @@ class App:
             async with self.run() as running, trio.open_nursery() as nursery:
                 if signals is not None:
                     nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                root = running.tree._root
-                assert root is not None
-                await root.wait_finished()
+                await running.tree.wait_finished()
                 nursery.cancel_scope.cancel()
 
 

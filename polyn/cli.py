@@ -9,9 +9,12 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
     polyn gen migration NAME [--stream S --subjects SUBJ... | --consumer TYPE]
                                          write migrations/<timestamp>_<name>.py
     polyn schemas init [DIR]             create a schemas folder with an example schema
-    polyn schemas check [DIR] [--prune]  compare DIR with the schema bucket; write nothing
-    polyn schemas load [DIR] [--prune] [--allow-breaking]
+    polyn schemas check [DIR] [--prune [KEY ...] | --prune-all]
+                                         compare DIR with the schema bucket; write nothing
+    polyn schemas load [DIR] [--prune [KEY ...] | --prune-all [--yes]] [--allow-breaking]
                                          put DIR's schemas into the schema bucket
+    polyn schemas codegen [DIR] [--from-bucket] [--out PATH] [--check]
+                                         write one frozen class per schema (typed events)
     polyn deadletters list               list the stored dead letters (type, consumer, reason)
     polyn deadletters replay --seq N ...  republish dead letters to their original subject
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
@@ -58,6 +61,7 @@ from polyn._version import __version__
 from polyn.config import Config
 from polyn.errors import ConfigError, PolynError
 from polyn.nats.transport import Transport
+from polyn.typed import _cli as typed_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -203,15 +207,33 @@ def build_parser() -> argparse.ArgumentParser:
             "dir", nargs="?", help="the schemas folder (default: the config's schemas_dir)"
         )
         command.add_argument(
-            "--prune", action="store_true", help="delete bucket keys that are not on disk"
+            "--prune",
+            nargs="*",
+            default=None,
+            metavar="KEY",
+            help=(
+                "delete these bucket keys, which are not on disk (other services may own them; "
+                "without KEY: asks on a terminal, refuses otherwise)"
+            ),
+        )
+        command.add_argument(
+            "--prune-all",
+            action="store_true",
+            help="delete every bucket key that is not on disk (load: with --yes, or asks)",
         )
         if name == "load":
+            command.add_argument(
+                "--yes", action="store_true", help="confirm --prune-all without asking"
+            )
             command.add_argument(
                 "--allow-breaking",
                 action="store_true",
                 help="write backwards-incompatible changes too",
             )
+        else:
+            typed_cli.add_check_option(command)
         command.set_defaults(handler=handler)
+    typed_cli.add_codegen_command(schemas_commands, config)
 
     from polyn.consumers import deadletters
 
@@ -448,22 +470,25 @@ def _schemas_init(args: argparse.Namespace) -> int:
 
 
 def _schemas_load(args: argparse.Namespace) -> int:
-    from polyn.schema_loader import load_schemas, read_schemas
+    from polyn.schema_loader import check_schemas, load_schemas, read_schemas
 
     config = _load_config(args, service=False)
     files = read_schemas(args.dir or config.schemas_dir)  # file errors before connecting
 
     async def work(transport: Transport) -> int:
+        planned = await check_schemas(transport, files, bucket=config.schema_store, prune=True)
+        prune = await _prune_choice(args, planned.by_status("removed"), transport, writing=True)
         report = await load_schemas(
             transport,
             files,
             bucket=config.schema_store,
             replicas=config.kv_replicas,
-            prune=args.prune,
+            prune=prune,
             allow_breaking=args.allow_breaking,
         )
         for line in report.lines():
             _say(line)
+        await _say_readers(transport, report.by_status("removed"), "was read by")
         if report.breaking:
             _say(
                 f"Wrote {len(report.breaking)} backwards-incompatible change(s) (--allow-breaking)"
@@ -481,16 +506,84 @@ def _schemas_check(args: argparse.Namespace) -> int:
     files = read_schemas(args.dir or config.schemas_dir)
 
     async def work(transport: Transport) -> int:
-        report = await check_schemas(transport, files, bucket=config.schema_store, prune=args.prune)
+        planned = await check_schemas(transport, files, bucket=config.schema_store, prune=True)
+        prune = await _prune_choice(args, planned.by_status("removed"), transport, writing=False)
+        report = await check_schemas(transport, files, bucket=config.schema_store, prune=prune)
         for line in report.lines():
             _say(line)
+        await _say_readers(transport, report.by_status("removed"), "is read by")
         _say(report.summary())
+        status = 0
         if report.breaking:
             print(f"polyn: error: {breaking_report(report.breaking)}", file=sys.stderr)
-            return 1
-        return 0
+            status = 1
+        if args.codegen:
+            found = await typed_cli.check_codegen(transport, config, files, args.codegen, _say)
+            status = max(status, found)
+        return status
 
     return _connected(config, work)
+
+
+async def _prune_choice(
+    args: argparse.Namespace, candidates: list[str], transport: Transport, *, writing: bool
+) -> bool | set[str]:
+    """Which of ``candidates`` (bucket keys not on disk) to delete, from the flags.
+
+    ``--prune KEY ...`` names them; ``--prune-all`` takes them all, which a load confirms with
+    ``--yes`` or on a terminal. A bare ``--prune`` asks key by key on a terminal and refuses
+    elsewhere: other services may own those keys, and their consumers would then take their
+    events for schemaless.
+    """
+    from polyn.errors import SchemaError
+    from polyn.schema_loader import readers
+
+    if args.prune is None and not args.prune_all:
+        return False
+    if args.prune:
+        return set(args.prune)
+    if not candidates:
+        return False
+    if not writing or (args.prune_all and getattr(args, "yes", False)):
+        return set(candidates)
+    who = await readers(transport, candidates)
+    listed = "\n".join(f"  {key}{_read_by(who[key])}" for key in candidates)
+    if not sys.stdin.isatty():
+        how = (
+            "pass --yes to confirm --prune-all"
+            if args.prune_all
+            else "name the keys to delete (--prune KEY ...) or pass --prune-all --yes"
+        )
+        raise SchemaError(
+            f"{len(candidates)} key(s) of the schema bucket are not on disk, and other services "
+            f"may own them:\n{listed}\nRefusing to delete them unasked: {how}. "
+            "Nothing was written."
+        )
+    _say(f"These key(s) of the schema bucket are not on disk:\n{listed}")
+    if args.prune_all:
+        answer = await trio.to_thread.run_sync(input, f"Delete all {len(candidates)}? [y/N] ")
+        return set(candidates) if answer.strip().lower() in ("y", "yes") else False
+    chosen = set()
+    for key in candidates:
+        answer = await trio.to_thread.run_sync(input, f"Delete {key}? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            chosen.add(key)
+    return chosen
+
+
+def _read_by(consumers: list[str]) -> str:
+    return f" (read by consumer {', '.join(consumers)})" if consumers else ""
+
+
+async def _say_readers(transport: Transport, keys: list[str], verb: str) -> None:
+    from polyn.schema_loader import readers
+
+    for key, consumers in (await readers(transport, keys)).items():
+        if consumers:
+            _say(
+                f"Warning: {key} {verb} consumer {', '.join(consumers)}; its events fail as "
+                "having no schema until the schema is back"
+            )
 
 
 # -- server ----------------------------------------------------------------------------------

@@ -7,27 +7,27 @@ received body into an ``Event``. Both check, in this order (fact sheet §1.8 / �
 2. the whole event against the CloudEvent envelope schema (``cloud_event_schema.json``, shipped
    in this package; draft-07, formats as lenient as the Elixir client's);
 3. the message name, ``type`` without this service's domain, follows the naming rule;
-4. the schema snapshot has a schema for that name, else "Schema for <name> does not exist...";
+4. the schema snapshot has a schema for that name, else "Schema for <name> does not exist..."
+   (:class:`~polyn.errors.SchemaNotFoundError`, a ``ValidationError``);
 5. ``data`` (only the payload) against that schema.
 
 Any failure raises :class:`~polyn.ValidationError` whose first line is
 ``Polyn event <id> from <source> is not valid`` (``Polyn events need to follow the CloudEvent
 spec`` when the JSON is not an object), then one line per problem,
 ``Property: `#/path` - <jsonschema's message>``, then ``Event data: <the event>``. Nothing is
-published when :func:`encode` raises.
+published when :func:`encode` raises. Whatever goes wrong while decoding or validating an event
+(a library's own exception included) is that event's ``ValidationError``, never another
+exception type: a consumer dead-letters it instead of crashing on it forever.
 
 Schemas come in :class:`Schemas`, an immutable snapshot of the schema store: each schema is
-compiled once, when the snapshot is made.
+checked once, when the snapshot is made (:mod:`polyn._validator` says what is refused: remote
+or file references of any kind, drafts other than 4, 6, 7, 2019-09 and 2020-12, patterns the
+linear-time regular-expression engine cannot compile, documents nested too deeply).
 
-Hot path. Valid events never pay for error messages: each schema is compiled twice, into a fast
-validator (jsonschema-rs) that only says yes or no, and into the detailed validator (jsonschema)
-that runs only when the fast one says no, to produce the messages. They agree on every JSON
-value: the fast one is given the same ``format`` checks (:mod:`polyn._json_formats`), and its
-``pattern`` and ``multipleOf`` keywords are replaced by ones with jsonschema's semantics (Python
-regular expressions, float division); schemas it could still judge differently
-(``patternProperties``, drafts 2019-09 and 2020-12) are validated by jsonschema alone. Should the
-fast validator ever say no where jsonschema finds nothing, jsonschema's verdict stands. JSON is
-read and written with orjson.
+Hot path. Every draft is validated by jsonschema-rs, which only says yes or no; error messages
+are worded by jsonschema only when the answer is no. ``pattern`` means the same on both paths
+(the Rust regex crate, linear time), and so do formats (:mod:`polyn._json_formats`). JSON is read
+and written with orjson.
 
 Decisions:
 
@@ -43,40 +43,49 @@ Decisions:
   receive time and a missing ``polyndata`` this client's, as Elixir does; a missing or null
   ``datacontenttype`` is ``application/json``, as the protocol says to assume.
 - Payload schemas without ``$schema`` are draft-07. References must stay inside the schema
-  (``#/definitions/...``): nothing is fetched over the network.
+  (``#/definitions/...``, ``#/$defs/...``, anchors): nothing is fetched, ever.
+- A stored combined schema (a whole-CloudEvent schema with the payload under
+  ``definitions.datadef``, as polyn-cli 0.1 and 0.2 stored them) is applied to the whole event,
+  as the clients of that time did.
+- An error report lists at most 50 problems, then how many more there are.
 
 Example::
 
     schemas = Schemas.from_dict({"user.created.v1": {"type": "object"}})
     body = encode(Event.new(config, "user.created.v1", {"name": "Ada"}), schemas, config)
     event = decode(body, schemas, config)
+
+Publishing without an ``Event`` object (the envelope built from a template) validates the
+payload with :meth:`Schemas.check_data` (or asks :meth:`Schemas.is_valid` for a plain verdict).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import jsonschema
-import jsonschema_rs
 import orjson
-from jsonschema import Draft4Validator, Draft6Validator, Draft7Validator
 
-from polyn._json_formats import FORMATS, always_valid
+from polyn._json_formats import FORMATS
+from polyn._validator import (
+    DIGIT_MAP,
+    NINETEEN_DIGITS,
+    CompiledSchema,
+    Refused,
+    compile_schema,
+    not_json,
+    pointer,
+)
 from polyn.errors import NamingError, SchemaError, SchemaNotFoundError, ValidationError
 from polyn.event import Event, _now, _polyndata
 from polyn.naming import trim_domain_prefix, validate_message_name
 
 if TYPE_CHECKING:
-    from jsonschema.protocols import Validator
-
     from polyn.config import Config
 
 __all__ = ["Schemas", "decode", "encode"]
@@ -86,185 +95,21 @@ _MAX_SHOWN = 2000
 _MAX_LINE = 1000
 
 
-# -- compiling schemas ---------------------------------------------------------------------------
-
-_FAST_DRAFTS: Mapping[type[Any], Any] = {
-    Draft4Validator: jsonschema_rs.Draft4Validator,
-    Draft6Validator: jsonschema_rs.Draft6Validator,
-    Draft7Validator: jsonschema_rs.Draft7Validator,
-}
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas")
-_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
-_SUBSCHEMAS = (
-    "additionalItems",
-    "additionalProperties",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
-    "then",
-    "else",
-    "unevaluatedItems",
-    "unevaluatedProperties",
-    "contentSchema",
-)
-
-
-def _subschemas(schema: object) -> Iterator[dict[str, Any]]:
-    """Every schema object in ``schema``, itself included (not the data in enum, const...)."""
-    if not isinstance(schema, dict):
-        return
-    yield schema
-    for key in _SUBSCHEMA_MAPS:
-        children = schema.get(key)
-        if isinstance(children, dict):
-            for child in children.values():
-                yield from _subschemas(child)
-    for key in _SUBSCHEMA_LISTS:
-        children = schema.get(key)
-        if isinstance(children, list):
-            for child in children:
-                yield from _subschemas(child)
-    for key in _SUBSCHEMAS:
-        yield from _subschemas(schema.get(key))
-    items = schema.get("items")
-    for child in items if isinstance(items, list) else [items]:
-        yield from _subschemas(child)
-    dependencies = schema.get("dependencies")
-    if isinstance(dependencies, dict):
-        for child in dependencies.values():
-            yield from _subschemas(child)  # a list of names is no schema: skipped
-
-
-def _format_checker() -> jsonschema.FormatChecker:
-    checker = jsonschema.FormatChecker(formats=())
-    for name, check in FORMATS.items():
-        checker.checks(name)(check)
-    return checker
-
-
-_FORMAT_CHECKER = _format_checker()
-
-
-class _Pattern:
-    """jsonschema's ``pattern`` (Python's ``re.search``) for jsonschema-rs, whose regexes differ."""
-
-    def __init__(self, parent: object, value: str, path: object) -> None:
-        self._regex = re.compile(value)
-
-    def validate(self, instance: object) -> None:
-        if isinstance(instance, str) and self._regex.search(instance) is None:
-            raise ValueError("does not match")
-
-
-class _MultipleOf:
-    """jsonschema's ``multipleOf`` (float division) for jsonschema-rs, which is exact."""
-
-    def __init__(self, parent: object, value: object, path: object) -> None:
-        self._validator = Draft7Validator({"multipleOf": value})
-
-    def validate(self, instance: object) -> None:
-        if not self._validator.is_valid(instance):
-            raise ValueError("not a multiple")
-
-
-class _Annotation:
-    """A keyword that jsonschema treats as an annotation in these drafts (content*)."""
-
-    def __init__(self, parent: object, value: object, path: object) -> None:
-        pass
-
-    def validate(self, instance: object) -> None:
-        pass
-
-
-_FAST_KEYWORDS = {
-    "pattern": _Pattern,
-    "multipleOf": _MultipleOf,
-    "contentEncoding": _Annotation,
-    "contentMediaType": _Annotation,
-}
-
-
-@attrs.frozen
-class _Compiled:
-    """One schema, compiled once: ``is_valid`` is the hot path, ``errors`` the detailed one."""
-
-    document: Any
-    detailed: Validator
-    is_valid: Callable[[Any], bool]
-
-    def error_lines(self, instance: Any) -> list[str]:
-        """jsonschema's messages for ``instance``; empty when jsonschema finds it valid."""
-        return [
-            _line(f"Property: `{_pointer(error.absolute_path)}` - {error.message}")
-            for error in self.detailed.iter_errors(instance)
-        ]
-
-
-def _compile(name: str, document: Any) -> _Compiled:
-    def refuse(reason: str) -> SchemaError:
-        return SchemaError(
-            f"Schemas must be valid JSONSchema documents, got {_inspect(document)} "
-            f"(schema {name!r}: {reason})"
-        )
-
-    if not isinstance(document, dict | bool):
-        raise refuse("a schema is a JSON object or a boolean")
+def _compile(name: str, raw: Any) -> CompiledSchema:
+    """``raw`` (a JSON value or its text) checked and compiled; :class:`SchemaError` if refused."""
     try:
-        detailed_cls = jsonschema.validators.validator_for(document, default=Draft7Validator)
-        detailed_cls.check_schema(document)  # type: ignore[arg-type]  # booleans too
-    except jsonschema.SchemaError as exc:
-        raise refuse(exc.message) from None
-    parts = list(_subschemas(document))
-    for part in parts:
-        ref = part.get("$ref")
-        if isinstance(ref, str) and not _local_ref_resolves(document, ref):
-            raise refuse(
-                f"$ref {ref!r} does not resolve inside the schema; Polyn fetches nothing, so "
-                "inline the referenced schema under definitions and refer to #/definitions/..."
-            )
-    detailed = detailed_cls(document, format_checker=_FORMAT_CHECKER)
-    fast_cls = _FAST_DRAFTS.get(detailed_cls)
-    if fast_cls is None or any("patternProperties" in part for part in parts):
-        return _Compiled(document, detailed, detailed.is_valid)
-    used_formats = {part["format"] for part in parts if isinstance(part.get("format"), str)}
-    try:
-        fast = fast_cls(
-            document,
-            # Every format the schema uses gets our check (or none), never the library's own.
-            formats={name: FORMATS.get(name, always_valid) for name in used_formats},
-            validate_formats=True,
-            keywords=_FAST_KEYWORDS,
-        )
-    except Exception:
-        # jsonschema accepted it; a schema the fast library cannot take is validated slowly.
-        return _Compiled(document, detailed, detailed.is_valid)
-    return _Compiled(document, detailed, fast.is_valid)
+        return compile_schema(raw)
+    except Refused as exc:
+        shown = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+        raise SchemaError(
+            f"Schemas must be valid JSONSchema documents, got {_inspect(shown)} "
+            f"(schema {name!r}: {exc})"
+        ) from None
 
 
-def _local_ref_resolves(document: Any, ref: str) -> bool:
-    if ref in ("", "#"):
-        return True
-    if not ref.startswith("#"):
-        return False
-    if not ref.startswith("#/"):
-        return True  # a plain-name fragment ("#item"), resolved by both validators
-    node = document
-    for token in ref[2:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return False
-    return True
-
-
-def _load_envelope() -> _Compiled:
-    text = resources.files("polyn").joinpath("cloud_event_schema.json").read_text("utf-8")
-    return _compile("CloudEvent", json.loads(text))
+def _load_envelope() -> CompiledSchema:
+    text = resources.files("polyn").joinpath("cloud_event_schema.json").read_bytes()
+    return _compile("CloudEvent", text)
 
 
 _ENVELOPE = _load_envelope()
@@ -272,11 +117,11 @@ _ENVELOPE = _load_envelope()
 
 @attrs.frozen(eq=False)
 class Schemas:
-    """An immutable snapshot of payload schemas, by message name, each compiled once.
+    """An immutable snapshot of payload schemas, by message name, each checked once.
 
     ``Schemas()`` is the empty snapshot. Build one from documents (dicts, or JSON text as the
     schema store's key-value bucket holds it) with :meth:`from_dict`; derive new snapshots with
-    :meth:`with_schema` and :meth:`without`, which recompile only what changed.
+    :meth:`with_schema` and :meth:`without`, which check only what changed.
 
     Example::
 
@@ -284,9 +129,10 @@ class Schemas:
         schemas.names()                    # ('user.created.v1',)
         schemas.get("user.created.v1")     # {'type': 'object'}
         "order.placed.v1" in schemas       # False
+        schemas.is_valid("user.created.v1", {"name": "Ada"})   # True
     """
 
-    _compiled: Mapping[str, _Compiled] = attrs.field(
+    _compiled: Mapping[str, CompiledSchema] = attrs.field(
         factory=lambda: MappingProxyType({}), alias="_compiled"
     )
 
@@ -297,20 +143,34 @@ class Schemas:
         A schema may be a dict or boolean, or its JSON text. The documents are copied, so
         changing the mapping afterwards does not change the snapshot. Raises
         :class:`~polyn.SchemaError` ("Schemas must be valid JSONSchema documents, got ...") for a
-        document that is not a JSON Schema.
+        document that is not a JSON Schema Polyn validates.
 
         Example::
 
             Schemas.from_dict({"foo.created.v1": {"type": "null"},
                                "user.xml.v1": '{"type": "string"}'})
         """
-        return cls._of(
-            {name: _compile(name, _document(name, raw)) for name, raw in schemas.items()}
-        )
+        return cls._of({name: _compile(name, raw) for name, raw in schemas.items()})
 
     @classmethod
-    def _of(cls, compiled: Mapping[str, _Compiled]) -> Schemas:
+    def _of(cls, compiled: Mapping[str, CompiledSchema]) -> Schemas:
         return cls(_compiled=MappingProxyType(dict(compiled)))
+
+    def _updated(self, changes: Mapping[str, Any]) -> tuple[Schemas, dict[str, SchemaError]]:
+        """A snapshot with each name of ``changes`` set to its document (``None`` removes it),
+        and the refusals by name (a refused name is left out). For the schema store: one copy of
+        the mapping for any number of changes."""
+        compiled = dict(self._compiled)
+        refused: dict[str, SchemaError] = {}
+        for name, raw in changes.items():
+            compiled.pop(name, None)
+            if raw is None:
+                continue
+            try:
+                compiled[name] = _compile(name, raw)
+            except SchemaError as exc:
+                refused[name] = exc
+        return type(self)(_compiled=MappingProxyType(compiled)), refused
 
     def get(self, name: str) -> Any:
         """The schema document for ``name`` (a copy), or ``None`` when there is none.
@@ -320,7 +180,7 @@ class Schemas:
             schemas.get("user.created.v1")     # {'type': 'object'}
         """
         compiled = self._compiled.get(name)
-        return None if compiled is None else copy.deepcopy(compiled.document)
+        return None if compiled is None else compiled.document()
 
     def names(self) -> tuple[str, ...]:
         """The message names that have a schema, sorted.
@@ -338,7 +198,7 @@ class Schemas:
 
             schemas = Schemas().with_schema("user.created.v1", {"type": "object"})
         """
-        return self._of({**self._compiled, name: _compile(name, _document(name, schema))})
+        return self._of({**self._compiled, name: _compile(name, schema)})
 
     def without(self, name: str) -> Schemas:
         """A new snapshot without ``name``'s schema (unchanged when it has none).
@@ -349,6 +209,74 @@ class Schemas:
         """
         return self._of({key: value for key, value in self._compiled.items() if key != name})
 
+    def is_valid(self, name: str, data: Any, *, event: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``data`` is valid under message ``name``'s schema: the plain yes or no.
+
+        The fast entry point for a publisher that builds the envelope itself: no error text is
+        made. ``False`` also when there is no schema for ``name`` (:meth:`check_data` says which).
+        ``data`` must be a JSON value (this does not check that; :meth:`check_data` does).
+        ``event`` is the whole envelope ``data`` travels in; only a combined (old-CLI) schema
+        reads it, which validates the whole event (without it, the payload schema inside).
+
+        Example::
+
+            if not schemas.is_valid("user.created.v1", data):
+                schemas.check_data("user.created.v1", data, event=envelope)   # raises
+        """
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            return False
+        if compiled.whole_event:
+            if event is None:
+                return compiled.is_valid_data(data)
+            return compiled.is_valid({**event, "data": data})
+        return compiled.is_valid(data)
+
+    def check_data(self, name: str, data: Any, *, event: Mapping[str, Any] | None = None) -> None:
+        """Raise unless ``data`` may be published as message ``name``'s payload.
+
+        Checks what :func:`encode` checks of a payload: ``data`` is a JSON value, a schema for
+        ``name`` exists (else :class:`~polyn.errors.SchemaNotFoundError`), and ``data`` is valid
+        under it (else :class:`~polyn.ValidationError` with one ``Property: ...`` line per
+        problem). ``event`` is the envelope ``data`` travels in (a mapping with ``id`` and
+        ``source``): the error quotes it as :func:`encode` does; without it the report quotes
+        ``{"data": data}``. Raises nothing else, whatever ``data`` is.
+
+        Example::
+
+            schemas.check_data("user.created.v1", {"name": "Ada"}, event=envelope)
+        """
+        # The common case, checked before any copying: plain JSON, valid under its schema.
+        compiled = self._compiled.get(name)
+        try:
+            if compiled is not None and not compiled.whole_event and _flat_json(data):
+                if compiled.is_valid(data):
+                    return
+        except Exception:
+            pass  # worded below
+        document: dict[str, Any] = {**event, "data": data} if event is not None else {"data": data}
+        try:
+            if not _flat_json(data):
+                problem = not_json(data)
+                if problem is not None:
+                    path, reason = problem
+                    line = f"Property: `{_pointer(['data', *path])}` - {reason}"
+                    raise ValidationError(_report(document, [_line(line)]))
+            if compiled is None:
+                raise SchemaNotFoundError(_report(document, [_missing(name)]))
+            if compiled.whole_event and event is not None:
+                _check(compiled, document, None, whole=True)
+            else:
+                _check(compiled, document, data, whole=False)
+        except ValidationError:
+            raise
+        except RecursionError:
+            raise ValidationError(
+                _report(document, ["Property: `#/data` - is nested too deeply to validate"])
+            ) from None
+        except Exception as exc:
+            raise ValidationError(_report(document, [_failure(exc)])) from None
+
     def __contains__(self, name: object) -> bool:
         return name in self._compiled
 
@@ -358,23 +286,29 @@ class Schemas:
     def __repr__(self) -> str:
         return f"Schemas({list(self.names())!r})"
 
-    def _lookup(self, name: str) -> _Compiled | None:
+    def _lookup(self, name: str) -> CompiledSchema | None:
         return self._compiled.get(name)
 
 
-def _document(name: str, raw: Any) -> Any:
-    if isinstance(raw, str | bytes | bytearray):
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise SchemaError(
-                f"Schemas must be valid JSONSchema documents, got {_inspect(raw)} "
-                f"(schema {name!r} is not JSON: {exc})"
-            ) from None
-    return copy.deepcopy(raw)
+def _check(compiled: CompiledSchema, document: dict[str, Any], data: Any, *, whole: bool) -> None:
+    if whole:
+        if not compiled.is_valid(document):
+            raise ValidationError(_report(document, _lines(compiled.error_lines(document))))
+    elif compiled.whole_event:
+        if not compiled.is_valid_data(data):
+            raise ValidationError(
+                _report(document, ["Property: `#/data` - is not valid under its schema"])
+            )
+    elif not compiled.is_valid(data):
+        raise ValidationError(_report(document, _lines(compiled.error_lines(data))))
 
 
 # -- encode and decode ---------------------------------------------------------------------------
+
+
+class _NotAnEvent(ValidationError, TypeError):
+    """:func:`encode` was given something other than an Event: a validation error, as the
+    Ruby client raises, and a ``TypeError``, as Python code expects."""
 
 
 def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
@@ -382,14 +316,16 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
 
     Raises :class:`~polyn.ValidationError` when the event is not a valid CloudEvent, its type is
     not a valid message name, no schema exists for it, or its ``data`` breaks the schema or is
-    not JSON. ``TypeError`` when ``event`` is not an :class:`~polyn.Event`.
+    not JSON. When ``event`` is not an :class:`~polyn.Event`, the error is both a
+    ``ValidationError`` (the fact sheet's "Can only serialize ..." text, §13 case 66) and a
+    ``TypeError``.
 
     Example::
 
         body = encode(Event.new(config, "user.created.v1", {"name": "Ada"}), schemas, config)
     """
     if not isinstance(event, Event):
-        raise TypeError(f"encode() takes a polyn.Event, got {_inspect(event)}")
+        raise _NotAnEvent(f"Can only serialize `polyn.Event` instances. got {_inspect(event)}")
     document = {
         "id": event.id,
         "specversion": event.specversion,
@@ -413,7 +349,7 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
         raise ValidationError(
             _report(document, [_line(f"Property: `{_pointer(path)}` - {reason}")])
         )
-    _validate(document, schemas, config, plain=_plain_envelope(document))
+    _validate(document, schemas, config)
     try:
         return orjson.dumps(document)
     except TypeError:
@@ -421,12 +357,26 @@ def encode(event: Event, schemas: Schemas, config: Config) -> bytes:
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# orjson reads integers beyond 64 bits as floats: a body with such a digit run is read again by
+# the standard library, which is exact. (Any 19-digit run, in a string too: rare, and harmless.)
+# Digits become "0" and everything else " ", then a substring search: both run in C, far faster
+# than a regular expression.
+
+
+def _may_hold_big_integers(body: bytes | bytearray | memoryview | str) -> bool:
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if isinstance(raw, memoryview):
+        raw = raw.tobytes()
+    return NINETEEN_DIGITS in raw.translate(DIGIT_MAP)
+
+
 def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config: Config) -> Event:
     """The :class:`~polyn.Event` in a received message body, after validating it.
 
     Raises :class:`~polyn.ValidationError` when the body is not JSON, not a valid CloudEvent,
     its type is not a valid message name, no schema exists for it, or its ``data`` breaks the
-    schema. The event keeps what its sender sent (see the module doc).
+    schema. The event keeps what its sender sent (see the module doc). Raises nothing else,
+    whatever the body holds.
 
     Example::
 
@@ -435,24 +385,101 @@ def decode(body: bytes | bytearray | memoryview | str, schemas: Schemas, config:
     """
     try:
         document = orjson.loads(body)
-        if isinstance(document, dict) and _has_inexact_number(document.get("data")):
-            # orjson reads integers beyond 64 bits as floats; the standard library is exact.
+        if type(document) is dict and (
+            NINETEEN_DIGITS in body.translate(DIGIT_MAP)
+            if type(body) is bytes
+            else _may_hold_big_integers(body)
+        ):
             document = json.loads(bytes(body) if not isinstance(body, str) else body)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(_undecodable(body, exc.pos)) from None
     except RecursionError:
         raise ValidationError(_undecodable(body, None)) from None
+    except Exception:
+        raise ValidationError(_undecodable(body, None)) from None
+    if type(document) is dict:
+        try:
+            event = _decoded_quickly(document, schemas, config.domain)
+        except Exception:
+            event = None  # the long way words what went wrong
+        if event is not None:
+            return event
     _validate(document, schemas, config)
+    try:
+        return Event(
+            id=document["id"],
+            specversion=document["specversion"],
+            type=document["type"],
+            source=document["source"],
+            time=document["time"] if "time" in document else _now(),
+            data=document.get("data"),
+            datacontenttype=document.get("datacontenttype") or "application/json",
+            dataschema=document.get("dataschema"),
+            polyndata=document["polyndata"] if "polyndata" in document else _polyndata(),
+        )
+    except Exception as exc:
+        raise ValidationError(_report(document, [_failure(exc)])) from None
+
+
+def _decoded_quickly(document: dict[str, Any], schemas: Schemas, domain: str) -> Event | None:
+    """The event of a valid ``document`` in the usual shape, checked with everything read once;
+    ``None`` for anything else, which :func:`decode` then validates the long way (the verdict
+    is the same: this is :func:`_plain_envelope`, the naming rule and the payload's validator,
+    fused; the long way words the errors)."""
+    if not _ENVELOPE_KEYS.issuperset(document):
+        return None
+    get = document.get
+    event_id = get("id")
+    source = get("source")
+    specversion = get("specversion")
+    event_type = get("type")
+    content_type = get("datacontenttype")
+    if (
+        type(event_id) is not str
+        or not event_id
+        or type(source) is not str
+        or not source
+        or type(specversion) is not str
+        or not specversion
+        or type(event_type) is not str
+        or get("dataschema") is not None
+        or (content_type is not None and (type(content_type) is not str or not content_type))
+    ):
+        return None
+    if "time" in document:
+        time = document["time"]
+        if time is not None and (type(time) is not str or not _time_ok(time)):
+            return None
+    else:
+        time = _now()
+    if "polyndata" in document:
+        polyndata = document["polyndata"]
+        if type(polyndata) is not dict:
+            return None
+        for key in _POLYNDATA_KEYS:
+            if type(polyndata.get(key)) is not str:
+                return None
+    else:
+        polyndata = _polyndata()
+    name = _NAMES.get((event_type, domain))  # known good names only; new ones the long way
+    if name is None or not _source_ok(source):
+        return None
+    compiled = schemas._compiled.get(name)
+    if compiled is None or compiled.whole_event:
+        return None
+    data = get("data")
+    if not compiled.is_valid(data):
+        return None
     return Event(
-        id=document["id"],
-        specversion=document["specversion"],
-        type=document["type"],
-        source=document["source"],
-        time=document["time"] if "time" in document else _now(),
-        data=document.get("data"),
-        datacontenttype=document.get("datacontenttype") or "application/json",
-        dataschema=document.get("dataschema"),
-        polyndata=document["polyndata"] if "polyndata" in document else _polyndata(),
+        id=event_id,
+        specversion=specversion,
+        type=event_type,
+        source=source,
+        time=time,
+        data=data,
+        datacontenttype=content_type or "application/json",
+        dataschema=None,
+        polyndata=polyndata,
     )
 
 
@@ -463,152 +490,161 @@ def _source_ok(source: str) -> bool:
 
 _DATE_TIME_OK = FORMATS["date-time"]
 _POLYNDATA_KEYS = ("clientlang", "clientlangversion", "clientversion")
+_ENVELOPE_KEYS = frozenset(
+    (
+        "id",
+        "specversion",
+        "type",
+        "source",
+        "time",
+        "data",
+        "datacontenttype",
+        "dataschema",
+        "polyndata",
+    )
+)
 
 
-def _plain_envelope(document: dict[str, Any]) -> bool:
-    """True only when the envelope schema certainly accepts ``document`` (built by
-    :func:`encode`: the nine attributes, ``data`` already checked to be JSON).
+def _plain_envelope(document: Any) -> bool:
+    """True only when the envelope schema certainly accepts ``document``.
 
-    It checks the same constraints in plain Python, with the source's format check cached
-    (sources repeat), so that publishing skips the schema validator. Anything unusual returns
-    False and goes through the validator, which also words the errors.
+    It checks the schema's constraints in plain Python, with the source's format check cached
+    (sources repeat) and the time's by its second, so that most events skip the envelope
+    validator. Anything unusual (another attribute, a ``dataschema``, a wrong type) returns
+    False and goes through the validator, which also words the errors. ``data`` may be any JSON
+    value.
     """
-    for key in ("id", "source", "specversion", "type"):
-        value = document[key]
+    if type(document) is not dict or not _ENVELOPE_KEYS.issuperset(document):
+        return False
+    get = document.get
+    source = get("source")
+    for value in (get("id"), source, get("specversion"), get("type")):
         if type(value) is not str or not value:
             return False
-    for key in ("datacontenttype", "time"):
-        value = document[key]
-        if value is not None and (type(value) is not str or not value):
+    content_type = get("datacontenttype")
+    if content_type is not None and (type(content_type) is not str or not content_type):
+        return False
+    if get("dataschema") is not None:
+        return False
+    time = get("time")
+    if time is not None and (type(time) is not str or not _time_ok(time)):
+        return False
+    if "polyndata" in document:
+        polyndata = document["polyndata"]
+        if type(polyndata) is not dict:
             return False
-    if document["dataschema"] is not None:
-        return False
-    time = document["time"]
-    if time is not None and not _DATE_TIME_OK(time):
-        return False
-    polyndata = document["polyndata"]
-    if type(polyndata) is not dict:
-        return False
-    for key in _POLYNDATA_KEYS:
-        if type(polyndata.get(key)) is not str:
-            return False
-    return _source_ok(document["source"])
+        for key in _POLYNDATA_KEYS:
+            if type(polyndata.get(key)) is not str:
+                return False
+    return _source_ok(source)
 
 
-def _validate(document: Any, schemas: Schemas, config: Config, *, plain: bool = False) -> None:
-    """§1.8 steps 1-6; raises ``ValidationError`` with every problem of the first failing step.
+@functools.lru_cache(maxsize=64)
+def _second_ok(text: str) -> bool:
+    return _DATE_TIME_OK(text)
 
-    ``plain``: the caller checked the envelope with :func:`_plain_envelope`.
-    """
+
+def _time_ok(time: str) -> bool:
+    # The usual shape, "2026-11-26T23:45:48.123456Z": its first 19 characters are checked once
+    # per second; a valid prefix with ".<digits>Z" appended is valid too.
+    if len(time) == 27 and time[19] == "." and time[26] == "Z":
+        fraction = time[20:26]
+        if fraction.isascii() and fraction.isdigit():
+            return _second_ok(time[:19])
+    return _DATE_TIME_OK(time)
+
+
+_NAMES: dict[tuple[str, str], str] = {}
+
+
+def _message_name(event_type: str, domain: str) -> str:
+    """``type`` without the domain, checked (cached: types repeat); raises NamingError."""
+    key = (event_type, domain)
+    name = _NAMES.get(key)
+    if name is None:
+        name = validate_message_name(trim_domain_prefix(event_type, domain))
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        _NAMES[key] = name
+    return name
+
+
+def _missing(name: str) -> str:
+    return (
+        f"Schema for {name} does not exist. Make sure it's been added to your `schemas` "
+        "codebase and has been loaded into the schema store on your NATS server"
+    )
+
+
+def _validate(document: Any, schemas: Schemas, config: Config) -> None:
+    """§1.8 steps 1-6; raises ``ValidationError`` with every problem of the first failing step,
+    and only ``ValidationError``, whatever goes wrong."""
     try:
-        if not plain and not _ENVELOPE.is_valid(document):
-            lines = _ENVELOPE.error_lines(document)
-            if lines:
-                raise ValidationError(_report(document, lines))
-        name = trim_domain_prefix(document["type"], config.domain)
+        if not _plain_envelope(document) and not _ENVELOPE.is_valid(document):
+            raise ValidationError(_report(document, _lines(_ENVELOPE.error_lines(document))))
         try:
-            validate_message_name(name)
+            name = _message_name(document["type"], config.domain)
         except NamingError as exc:
             raise ValidationError(_report(document, [str(exc)])) from None
-        schema = schemas._lookup(name)
-        if schema is None:
-            raise SchemaNotFoundError(
-                _report(
-                    document,
-                    [
-                        f"Schema for {name} does not exist. Make sure it's been added to your "
-                        "`schemas` codebase and has been loaded into the schema store on your "
-                        "NATS server"
-                    ],
-                )
-            )
-        data = document.get("data")
-        if not schema.is_valid(data):
-            lines = schema.error_lines(data)
-            if lines:
-                raise ValidationError(_report(document, lines))
+        compiled = schemas._lookup(name)
+        if compiled is None:
+            raise SchemaNotFoundError(_report(document, [_missing(name)]))
+        if compiled.whole_event:
+            _check(compiled, document, None, whole=True)
+        else:
+            _check(compiled, document, document.get("data"), whole=False)
+    except ValidationError:
+        raise
     except RecursionError:
         raise ValidationError(
             _report(document, ["Property: `#` - is nested too deeply to validate"])
         ) from None
+    except Exception as exc:
+        raise ValidationError(_report(document, [_failure(exc)])) from None
+
+
+def _failure(exc: BaseException) -> str:
+    return _line(f"Property: `#` - could not be validated: {type(exc).__name__}: {exc}")
 
 
 # -- JSON values ---------------------------------------------------------------------------------
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# orjson reads integers outside [-2**63, 2**64) as floats; any float that large may be one.
-_INEXACT = 2.0**63
-
-
-def _not_json(value: Any) -> tuple[list[str | int], str] | None:
-    """Where and why ``value`` is not a JSON value UTF-8 can carry, or ``None`` when it is."""
-    kind = type(value)
-    if kind is str:
-        if not value.isascii() and _SURROGATE.search(value):
-            return [], f"{value!r} holds a lone surrogate, which UTF-8 JSON cannot carry"
-        return None
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str and not isinstance(key, str):
-                return [], f"has the key {key!r}; JSON object keys are strings"
-            if not key.isascii() and _SURROGATE.search(key):
-                return [], f"has the key {key!r} with a lone surrogate"
-            problem = _not_json(item)
-            if problem is not None:
-                problem[0].insert(0, key)
-                return problem
-        return None
-    if kind is list:
-        for index, item in enumerate(value):
-            problem = _not_json(item)
-            if problem is not None:
-                problem[0].insert(0, index)
-                return problem
-        return None
-    if kind is float:
-        if value - value != 0:  # NaN and the infinities
-            return [], f"{value!r} is not a JSON number"
-        return None
-    if kind is int or kind is bool or value is None:
-        return None
-    # Subclasses (str and int enums, OrderedDict...) are what they extend.
-    if isinstance(value, str):
-        return _not_json(str(value))
-    if isinstance(value, dict):
-        return _not_json(dict(value))
-    if isinstance(value, list):
-        return _not_json(list(value))
-    if isinstance(value, float):
-        return _not_json(float(value))
-    if isinstance(value, int):
-        return None
-    return [], (
-        f"{_inspect(value)} is a {kind.__name__}, not a JSON value (dict, list, str, int, "
-        "float, bool or None); convert it before publishing"
-    )
-
 
 _SCALARS = frozenset({int, bool, type(None)})
 
 
 def _flat_json(value: Any) -> bool:
-    """True when ``value`` is a dict of ASCII keys to plain scalars (the common payload and
-    ``polyndata``): certainly JSON, without the recursive walk. False means "walk it"."""
-    if type(value) is not dict:
-        return False
-    for key, item in value.items():
-        if type(key) is not str or not key.isascii():
+    """True when ``value`` is certainly JSON without the recursive walk: a scalar, or a dict or
+    list of ASCII-keyed plain scalars and lists of plain scalars (the common payload and
+    ``polyndata``). False means "walk it"."""
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.items()
+    elif kind is list:
+        items = enumerate(value)
+    else:
+        return _plain_scalar(value)
+    for key, item in items:
+        if type(key) is str:
+            if not key.isascii():
+                return False
+        elif kind is dict:
             return False
-        kind = type(item)
-        if kind is str:
-            if not item.isascii():
-                return False
-        elif kind is float:
-            if item - item != 0:
-                return False
-        elif kind not in _SCALARS:
+        if type(item) is list:
+            for element in item:
+                if not _plain_scalar(element):
+                    return False
+        elif not _plain_scalar(item):
             return False
     return True
+
+
+def _plain_scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii())
+    if kind is float:
+        return bool(value - value == 0)
+    return kind in _SCALARS
 
 
 def _envelope_not_json(document: dict[str, Any]) -> tuple[list[str | int], str] | None:
@@ -617,29 +653,18 @@ def _envelope_not_json(document: dict[str, Any]) -> tuple[list[str | int], str] 
     for key, value in document.items():
         if value is None or (type(value) is str and value.isascii()) or _flat_json(value):
             continue
-        problem = _not_json(value)
+        problem = not_json(value)
         if problem is not None:
             problem[0].insert(0, key)
             return problem
     return None
 
 
-def _has_inexact_number(value: Any) -> bool:
-    # A loop, not recursion: orjson reads nesting far deeper than Python's recursion limit.
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        kind = type(item)
-        if kind is dict:
-            pending.extend(item.values())
-        elif kind is list:
-            pending.extend(item)
-        elif kind is float and abs(item) >= _INEXACT:
-            return True
-    return False
-
-
 # -- error texts ---------------------------------------------------------------------------------
+
+
+def _lines(lines: list[str]) -> list[str]:
+    return [_line(line) for line in lines]
 
 
 def _report(document: Any, lines: list[str]) -> str:
@@ -670,7 +695,7 @@ def _undecodable(body: bytes | bytearray | memoryview | str, position: int | Non
 
 
 def _pointer(path: Iterator[str | int] | Any) -> str:
-    return "#" + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return pointer(path)
 
 
 def _text(value: object) -> str:

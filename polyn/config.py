@@ -66,7 +66,7 @@ import attrs
 from polyn.errors import ConfigError
 from polyn.naming import is_valid_source_name
 
-__all__ = ["Config"]
+__all__ = ["Config", "redact_url"]
 
 _DEFAULT_SERVERS = ("nats://127.0.0.1:4222",)
 # NATS key-value bucket names (nats-server's rule for KV buckets).
@@ -93,23 +93,38 @@ _NATS_VARIABLES = (
 )
 
 
-def _redact_url(url: str) -> str:
-    # nats://user:pass@host -> nats://user:***@host; nats://token@host -> nats://***@host.
-    # The user information ends at the *last* "@": people paste passwords with "@" or "/" in
-    # them unencoded, and NATS URLs carry no path where an "@" could otherwise be.
+_PLAIN_USER = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the secret part of its userinfo replaced by ``***``, whatever it contains.
+
+    ``nats://alice:pw@host`` becomes ``nats://alice:***@host`` and ``nats://token@host``
+    becomes ``nats://***@host``. A password may contain ``@``, ``/``, ``#``, ``?`` or ``:``
+    (nats-py connects with them), so the userinfo is taken to end at the **last** ``@`` of the
+    URL, not at the first ``/``: a URL is never shown with part of its password. A user name is
+    kept only when it is plain (letters, digits, ``._~-``); otherwise the whole userinfo is
+    hidden. Every place that shows a server URL (reprs, connection errors, logs, the command
+    line, AsyncAPI documents) uses this one function.
+
+    Example::
+
+        redact_url("nats://alice:p@ss/w#rd@127.0.0.1:4222")  # 'nats://alice:***@127.0.0.1:4222'
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
-    if "@" not in rest:
+    at = rest.rfind("@")
+    if at < 0:
         return url
-    userinfo, _, host = rest.rpartition("@")
+    userinfo, host = rest[:at], rest[at + 1 :]
     user, colon, _secret = userinfo.partition(":")
-    hidden = f"{user}:***" if colon else "***"
+    hidden = f"{user}:***" if colon and _PLAIN_USER.fullmatch(user) else "***"
     return f"{scheme}{sep}{hidden}@{host}"
 
 
 def _servers_repr(servers: tuple[str, ...]) -> str:
-    return repr(tuple(_redact_url(url) for url in servers))
+    return repr(tuple(redact_url(url) for url in servers))
 
 
 def _secret_repr(value: object) -> str:
@@ -132,7 +147,7 @@ def _to_servers(value: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def _shown(value: object) -> object:
-    return _redact_url(value) if isinstance(value, str) else value
+    return redact_url(value) if isinstance(value, str) else value
 
 
 def _to_path(value: str | os.PathLike[str]) -> str:

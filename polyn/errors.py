@@ -25,6 +25,7 @@ __all__ = [
     "CallTimeout",
     "ConfigError",
     "ConsumerError",
+    "HeaderError",
     "JetStreamError",
     "KeyValueConflictError",
     "MigrationError",
@@ -47,7 +48,14 @@ __all__ = [
 
 
 class PolynError(Exception):
-    """The base of every error Polyn raises on purpose."""
+    """The base of every error Polyn raises on purpose.
+
+    ``event_id`` is the id of the event a failed publish sent (``pub(..., ack=True)`` sets
+    it), so the caller can retry with ``pub(..., id=err.event_id)`` and JetStream stores the
+    event once; ``None`` when the error is about no one event.
+    """
+
+    event_id: str | None = None
 
 
 class ValidationError(PolynError):
@@ -70,6 +78,16 @@ class SchemaNotFoundError(ValidationError):
 
 class NamingError(PolynError):
     """A message name, source or other Polyn name breaks the naming rules."""
+
+
+class HeaderError(PolynError, ValueError):
+    """A message header cannot be sent: its key or value would break the NATS wire format.
+
+    Keys and values may not contain CR, LF or NUL, and keys may not be empty or contain ``:``
+    or whitespace (NATS headers are written as ``Key: value`` lines). Refused before anything is
+    written, on every transport, so a header can never inject another one (``Nats-Msg-Id``).
+    A ``ValueError`` too, as Python's own ``http.client`` refuses such headers.
+    """
 
 
 class SchemaError(PolynError):

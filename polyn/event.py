@@ -32,7 +32,7 @@ from polyn.naming import full_source, full_type
 if TYPE_CHECKING:
     from polyn.config import Config
 
-__all__ = ["Event"]
+__all__ = ["Event", "next_event_id", "now_text"]
 
 SPECVERSION = "1.0.1"
 _JSON = "application/json"
@@ -85,6 +85,11 @@ def _now() -> str:
 
 _PYTHON_VERSION = platform.python_version()
 
+next_event_id = _new_id
+"""A new event id (UUID v4 text), as :class:`Event` makes them; for the publish hot path."""
+now_text = _now
+"""The current time as events carry it (UTC, microseconds, ``Z``); for the publish hot path."""
+
 
 def _polyndata() -> dict[str, Any]:
     return {
@@ -125,6 +130,27 @@ class Event:
     datacontenttype: str | None = _JSON
     dataschema: str | None = None
     polyndata: dict[str, Any] = attrs.field(factory=_polyndata)
+
+    @staticmethod
+    def new_event_id() -> str:
+        """A new event id: a UUID v4, lowercase and hyphenated (Elixir's ``new_event_id/0``).
+
+        Example::
+
+            Event.new_event_id()     # '9b2d4c6e-1f3a-4b5c-8d7e-0a1b2c3d4e5f'
+        """
+        return _new_id()
+
+    @staticmethod
+    def new_timestamp() -> str:
+        """The current time as events carry it: UTC ISO 8601 with microseconds and ``Z``
+        (Elixir's ``new_timestamp/0``, ``DateTime.to_iso8601(DateTime.utc_now())``).
+
+        Example::
+
+            Event.new_timestamp()    # '2026-11-26T23:45:48.123456Z'
+        """
+        return _now()
 
     @classmethod
     def new(

@@ -17,6 +17,8 @@ Decisions where the protocol leaves room (fact sheet section 16):
 - :func:`trim_domain_prefix` removes the *first occurrence anywhere* of ``"<domain>."`` and then
   of ``"<domain with colons>:"``, as both clients do, so consumer names are identical to theirs
   even for odd names.
+- Domains follow the stricter Ruby rule (lowercase alphanumeric tokens separated by dots or
+  colons, checked by :class:`~polyn.Config`); Elixir does not check them.
 - :func:`subject_matches` has real NATS token semantics (``*`` is exactly one token, ``>`` one or
   more trailing tokens), not the unanchored regular expression of the Elixir and Ruby mocks.
 
@@ -48,11 +50,14 @@ __all__ = [
     "stream_name",
     "subject_matches",
     "trim_domain_prefix",
+    "trim_version_suffix",
     "validate_message_name",
     "validate_source_name",
+    "version_suffix",
 ]
 
 _MESSAGE_NAME = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
+_VERSION_SUFFIX = re.compile(r"[.:]+v\d+")
 _SOURCE_NAME = re.compile(r"[a-z0-9]+(?:[.:][a-z0-9]+)*")
 
 # The protocol's texts (Elixir's NamingException); logs then read like the other clients'.
@@ -144,6 +149,32 @@ def trim_domain_prefix(name: str, domain: str) -> str:
     """
     name = name.replace(f"{domain}.", "", 1)
     return name.replace(f"{dot_to_colon(domain)}:", "", 1)
+
+
+def version_suffix(name: str, version: int = 1) -> str:
+    """``name`` with ``v<version>`` appended, as polyn_naming's ``version_suffix`` builds it.
+
+    The separator is the caller's: ``name`` ends with the dot or colon it wants.
+
+    >>> version_suffix("com:acme:user:created:")
+    'com:acme:user:created:v1'
+    >>> version_suffix("com.acme.user.created.", 2)
+    'com.acme.user.created.v2'
+    """
+    return f"{name}v{version}"
+
+
+def trim_version_suffix(name: str) -> str:
+    """``name`` without its version: every ``.v<digits>`` or ``:v<digits>`` removed.
+
+    Like polyn_naming, every match is removed, wherever it is (``[.:]+v\\d+``).
+
+    >>> trim_version_suffix("com.acme.user.created.v1")
+    'com.acme.user.created'
+    >>> trim_version_suffix("com:acme:user:created:v1")
+    'com:acme:user:created'
+    """
+    return _VERSION_SUFFIX.sub("", name)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -40,23 +40,28 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import attrs
+import orjson
 import trio
 
 from polyn import codec, tracing
 from polyn._resolve import Resolved, resolve, schemas_for
+from polyn.config import Config
 from polyn.errors import (
     NatsConnectionError,
     PermissionDeniedError,
+    PolynError,
     RequestTimeout,
     StreamError,
     ValidationError,
 )
-from polyn.event import Event
+from polyn.event import Event, next_event_id, now_text
+from polyn.naming import trim_domain_prefix
 from polyn.nats import Message, PayloadTooLargeError, PubAck
 
 if TYPE_CHECKING:
@@ -91,8 +96,19 @@ def to_json_data(data: Any) -> Any:
     return data
 
 
+# Headers Polyn sets itself: a user header of the same name, in any case, is dropped, so it can
+# never shadow the event id (JetStream's de-duplication) or the trace context.
+_RESERVED_HEADERS = frozenset({"nats-msg-id", "traceparent"})
+
+
 def _headers(user: Mapping[str, str] | None) -> dict[str, str]:
-    return dict(user) if user else {}
+    if not user:
+        return {}
+    return {
+        key: value
+        for key, value in user.items()
+        if not (isinstance(key, str) and key.lower() in _RESERVED_HEADERS)
+    }
 
 
 async def publish_event(
@@ -116,18 +132,141 @@ async def publish_event(
     config = resolved.config
     if subject is None:
         subject = event.type.removeprefix(config.domain + ".")
-    destination = destination or subject
+    schemas = schemas_for(resolved, store)
+    return await _send(
+        resolved,
+        subject,
+        destination or subject,
+        event.id,
+        lambda: codec.encode(event, schemas, config),
+        headers,
+        reply_to,
+        ack,
+    )
+
+
+async def _send(
+    resolved: Resolved,
+    subject: str,
+    destination: str,
+    event_id: str,
+    encode: Callable[[], bytes],
+    headers: Mapping[str, str] | None,
+    reply_to: str | None,
+    ack: bool,
+) -> PubAck | None:
+    """Encode (inside the send span) and publish one event, core or JetStream."""
     hdrs = _headers(headers)
     with tracing.send_span(destination, hdrs) as span:
-        body = codec.encode(event, schemas_for(resolved, store), config)
-        hdrs["Nats-Msg-Id"] = event.id
+        body = encode()
+        hdrs["Nats-Msg-Id"] = event_id
         transport = resolved.transport
         if span.is_recording():
-            tracing.set_send_attributes(span, destination, event.id, body, transport)
+            tracing.set_send_attributes(span, destination, event_id, body, transport)
         if ack:
-            return await _js_publish(resolved, subject, body, hdrs)
+            try:
+                return await _js_publish(resolved, subject, body, hdrs)
+            except PolynError as exc:
+                exc.event_id = event_id
+                if isinstance(exc, RequestTimeout | NatsConnectionError):
+                    # The event may be stored: say how to retry it without a duplicate.
+                    exc.args = (
+                        f"{exc} (event id {event_id}: the stream may have stored it; retry "
+                        f"with pub(..., id={event_id!r}) to store it at most once)",
+                    )
+                raise
         await transport.publish(subject, body, headers=hdrs, reply_to=reply_to)
         return None
+
+
+# -- the hot path: the envelope from a template ---------------------------------------------------
+
+
+class _Template:
+    """The bytes of every event of one ``(config, event_type, source)`` but its id, time, data.
+
+    ``codec.encode`` writes the nine attributes with orjson in a fixed order; all but ``id``,
+    ``time`` and ``data`` are the same for every event :func:`pub` makes for one event type and
+    source, so they are encoded once. A template is used only after one event of its kind went
+    through ``codec.encode`` (``verified``), so the envelope it writes is one the codec accepts.
+    """
+
+    __slots__ = ("middle", "name", "tail", "verified")
+
+    def __init__(self, event: Event, name: str) -> None:
+        dumps = orjson.dumps
+        self.name = name
+        self.middle = b"".join(
+            (
+                b',"specversion":',
+                dumps(event.specversion),
+                b',"type":',
+                dumps(event.type),
+                b',"source":',
+                dumps(event.source),
+                b',"time":',
+            )
+        )
+        self.tail = b"".join(
+            (
+                b',"datacontenttype":',
+                dumps(event.datacontenttype),
+                b',"dataschema":null,"polyndata":',
+                dumps(event.polyndata),
+                b"}",
+            )
+        )
+        self.verified = False
+
+    def render(self, event_id: str, time: str, data: Any) -> bytes:
+        dumps = orjson.dumps
+        parts = (b'{"id":', dumps(event_id), self.middle, dumps(time), b',"data":')
+        return b"".join((*parts, dumps(data), self.tail))
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(config: Config, event_type: str, source: str | None) -> _Template:
+    """The template of ``event_type`` events from ``source`` (NamingError for bad names).
+
+    A module-level cache: templates are pure functions of their (immutable) key, shared by
+    every App in the process, at most 1,024 of them."""
+    event = Event.new(config, event_type, None, source=source, id="-", time="-")
+    return _Template(event, trim_domain_prefix(event.type, config.domain))
+
+
+_INT_RANGE = (-(2**63), 2**64)
+
+
+_LEAVES = frozenset({str, bool, type(None)})
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """True when orjson writes ``value`` exactly as ``codec.encode`` would: JSON types only,
+    string keys, finite floats, 64-bit integers. False means "let the codec decide"."""
+    kind = type(value)
+    if kind is dict:
+        if depth > 32:
+            return False
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            if type(item) not in _LEAVES and not _plain_json(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if depth > 32:
+            return False
+        for item in value:
+            if type(item) not in _LEAVES and not _plain_json(item, depth + 1):
+                return False
+        return True
+    if kind in _LEAVES:
+        return True
+    if kind is int:
+        return bool(_INT_RANGE[0] <= value < _INT_RANGE[1])
+    if kind is float:
+        return bool(value - value == 0)
+    return False
 
 
 async def _js_publish(
@@ -197,11 +336,15 @@ async def pub(
     reply_to: str | None = None,
     store: str | None = None,
     ack: bool = False,
+    id: str | None = None,
 ) -> PubAck | None:
     """Publish ``data`` as a new ``event_type`` event on subject ``event_type``.
 
     ``source`` refines the event's source (``<domain>:<source_root>:<source>``); ``headers`` are
-    sent too; ``reply_to`` sets the message's reply subject. See the module doc for ``conn``,
+    sent too; ``reply_to`` sets the message's reply subject. ``id`` is the event's id (and
+    ``Nats-Msg-Id``), a new UUID when not given: to retry a ``pub(..., ack=True)`` that raised
+    (the event may have been stored), pass the failed one's ``err.event_id``, and the stream
+    stores the event once (within its duplicate window). See the module doc for ``conn``,
     ``data``, ``store`` and ``ack``.
 
     Raises :class:`~polyn.errors.ValidationError` (nothing is sent) when the event is invalid,
@@ -214,8 +357,30 @@ async def pub(
         await polyn.pub(running, "user.created.v1", {"name": "Ada"}, source="signup")
     """
     resolved = resolve(conn)
-    event = Event.new(resolved.config, event_type, to_json_data(data), source=source)
-    return await publish_event(
+    payload = to_json_data(data)
+    config = resolved.config
+    template = _template(config, event_type, source)
+    if template.verified and (id is None or (type(id) is str and id)):
+        event_id = next_event_id() if id is None else id
+        schemas = schemas_for(resolved, store)
+
+        def encode() -> bytes:
+            if _plain_json(payload) and schemas.is_valid(template.name, payload):
+                try:
+                    return template.render(event_id, now_text(), payload)
+                except orjson.JSONEncodeError:  # a lone surrogate: the codec words it
+                    pass
+            event = Event.new(config, event_type, payload, source=source, id=event_id)
+            return codec.encode(event, schemas, config)
+
+        return await _send(
+            resolved, event_type, event_type, event_id, encode, headers, reply_to, ack
+        )
+    if id is None:
+        event = Event.new(config, event_type, payload, source=source)
+    else:
+        event = Event.new(config, event_type, payload, source=source, id=id)
+    ack_or_none = await publish_event(
         resolved,
         event,
         headers=headers,
@@ -224,6 +389,40 @@ async def pub(
         ack=ack,
         subject=event_type,
     )
+    if event.datacontenttype == "application/json" and event.polyndata == _POLYNDATA:
+        template.verified = True  # one event of this kind passed codec.encode
+    return ack_or_none
+
+
+_POLYNDATA = Event(type="x", source="x").polyndata
+
+
+@overload
+async def request(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    timeout: float = 5,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+    with_message: Literal[False] = False,
+) -> Event: ...
+
+
+@overload
+async def request(
+    conn: Conn,
+    event_type: str,
+    data: Any,
+    *,
+    timeout: float = 5,
+    source: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    store: str | None = None,
+    with_message: Literal[True],
+) -> tuple[Event, Message]: ...
 
 
 async def request(
@@ -235,10 +434,14 @@ async def request(
     source: str | None = None,
     headers: Mapping[str, str] | None = None,
     store: str | None = None,
-) -> Event:
+    with_message: bool = False,
+) -> Event | tuple[Event, Message]:
     """Publish ``data`` as an ``event_type`` event and return the reply, validated, as an Event.
 
-    The reply is decoded with the same schema store, so its type needs a schema too. Raises
+    With ``with_message=True`` it returns ``(event, message)``: the reply's
+    :class:`~polyn.nats.Message` as well, for its ``headers`` and ``subject`` (the pair a
+    Responder's ``handle_request`` gets). The reply is decoded with the same schema store, so
+    its type needs a schema too. Raises
     :class:`~polyn.errors.RequestTimeout` (a ``TimeoutError``) when no reply comes within
     ``timeout`` seconds (recorded on the send span), its subclass
     :class:`~polyn.errors.NoRespondersError` at once when nobody listens on the subject,
@@ -250,6 +453,8 @@ async def request(
 
         quote = await polyn.request(running, "quote.requested.v1", {"sku": "A1"}, timeout=2)
         quote.data["price"]
+        quote, msg = await polyn.request(running, "quote.requested.v1", {}, with_message=True)
+        msg.headers.get("X-Region")
     """
     resolved = resolve(conn)
     config = resolved.config
@@ -282,7 +487,7 @@ async def request(
             tracing.set_receive_attributes(
                 span, reply_event, answer, transport, destination=tracing.TEMPORARY
             )
-        return reply_event
+        return (reply_event, answer) if with_message else reply_event
 
 
 def _decode_reply(

@@ -30,26 +30,28 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
-from polyn.codec import Schemas
+from polyn._validator import Refused, compile_schema
 from polyn.errors import BucketNotFoundError, PolynError, SchemaError, SchemaStoreError
-from polyn.naming import is_valid_message_name
+from polyn.naming import is_valid_message_name, subject_matches
 from polyn.nats.transport import Transport
 from polyn.schema_compat import breaking_changes
 
 __all__ = [
     "LoadReport",
+    "Prune",
     "SchemaChange",
     "SchemaFile",
     "check_schemas",
     "init_schemas",
     "load_schemas",
     "read_schemas",
+    "readers",
 ]
 
 Status = Literal["added", "changed", "unchanged", "kept", "removed"]
@@ -139,7 +141,10 @@ class LoadReport:
 def read_schemas(directory: str | Path) -> dict[str, SchemaFile]:
     """Every ``*.json`` schema under ``directory`` (recursively), by message name.
 
-    Raises :class:`~polyn.SchemaError` listing every invalid file, invalid name and duplicate.
+    Raises :class:`~polyn.SchemaError` listing every invalid file, invalid name and duplicate,
+    one line each: a JSON syntax error names the file, line and column; a schema Polyn does not
+    take says why (see :mod:`polyn._validator`: references out of the document, unknown drafts,
+    patterns the linear-time engine cannot compile...).
     """
     folder = Path(directory)
     if not folder.is_dir():
@@ -160,12 +165,9 @@ def read_schemas(directory: str | Path) -> dict[str, SchemaFile]:
             )
             continue
         found.setdefault(name, []).append(path)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-            Schemas.from_dict({name: document})
-        except (OSError, UnicodeDecodeError, ValueError, SchemaError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            problems.append(f"Invalid JSON Schema document for event {name} ({path})\n  {reason}")
+        problem, document = _read_schema(path)
+        if problem is not None:
+            problems.append(f"Invalid JSON Schema document for event {name} ({problem})")
             continue
         files[name] = SchemaFile(name, path, document)
     duplicated = {name: paths for name, paths in found.items() if len(paths) > 1}
@@ -182,14 +184,53 @@ def read_schemas(directory: str | Path) -> dict[str, SchemaFile]:
     return files
 
 
+def _read_schema(path: Path) -> tuple[str | None, Any]:
+    """``(None, document)``, or ``(where and why it is refused, None)`` on one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{path}: {exc}", None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{path}, line {exc.lineno}, column {exc.colno}: {exc.msg}", None
+    except (ValueError, RecursionError) as exc:
+        return f"{path}: not JSON: {exc}", None
+    try:
+        compile_schema(document)
+    except Refused as exc:
+        return f"{path}: {exc}", None
+    return None, document
+
+
+Prune = bool | Collection[str]
+"""Which bucket keys that are not on disk to delete: none (False), all (True), or these."""
+
+
+def _pruned(name: str, prune: Prune) -> bool:
+    return prune if isinstance(prune, bool) else name in prune
+
+
 def plan_changes(
-    files: Mapping[str, SchemaFile], stored: Mapping[str, bytes], *, prune: bool = False
+    files: Mapping[str, SchemaFile], stored: Mapping[str, bytes], *, prune: Prune = False
 ) -> list[SchemaChange]:
-    """What loading ``files`` over the bucket contents ``stored`` would do (no I/O)."""
+    """What loading ``files`` over the bucket contents ``stored`` would do (no I/O).
+
+    Raises :class:`~polyn.SchemaError` when ``prune`` names a key that is on disk or not in the
+    bucket (nothing to prune there: a typo, most likely).
+    """
+    if not isinstance(prune, bool):
+        wrong = sorted(name for name in prune if name in files or name not in stored)
+        if wrong:
+            raise SchemaError(
+                "--prune takes keys that are in the bucket and not on disk; not so: "
+                + ", ".join(wrong)
+                + "\nNothing was written."
+            )
     changes = []
     for name in sorted({*files, *stored}):
         if name not in files:
-            changes.append(SchemaChange(name, "removed" if prune else "kept"))
+            changes.append(SchemaChange(name, "removed" if _pruned(name, prune) else "kept"))
             continue
         new = files[name].document
         if name not in stored:
@@ -248,7 +289,7 @@ async def _stored(transport: Transport, bucket: str) -> dict[str, bytes]:
 
 
 async def check_schemas(
-    transport: Transport, files: Mapping[str, SchemaFile], *, bucket: str, prune: bool = False
+    transport: Transport, files: Mapping[str, SchemaFile], *, bucket: str, prune: Prune = False
 ) -> LoadReport:
     """What :func:`load_schemas` would do, without writing (a missing bucket counts as empty).
 
@@ -265,14 +306,14 @@ async def load_schemas(
     *,
     bucket: str,
     replicas: int = 1,
-    prune: bool = False,
+    prune: Prune = False,
     allow_breaking: bool = False,
 ) -> LoadReport:
     """Create the bucket if missing, then write the new and changed schemas of ``files``.
 
     Raises :class:`~polyn.SchemaError` with a report per schema, writing nothing, when a change
-    is backwards-incompatible and ``allow_breaking`` is false. With ``prune``, keys not in
-    ``files`` are deleted.
+    is backwards-incompatible and ``allow_breaking`` is false. Keys not in ``files`` are
+    deleted when ``prune`` is true, or those of them that ``prune`` names.
     """
     try:
         await transport.kv_create(
@@ -295,15 +336,69 @@ async def load_schemas(
     return LoadReport(bucket, tuple(changes), written=True)
 
 
+async def readers(transport: Transport, names: Collection[str]) -> dict[str, list[str]]:
+    """The JetStream consumers that read each of ``names``: ``{name: ["STREAM/consumer"]}``.
+
+    A consumer reads a message name when one of its filter subjects matches it, or, without a
+    filter, when one of its stream's subjects does. What the server does not let this
+    connection list is left out, so an empty answer means "none seen", not "none".
+    """
+    found: dict[str, list[str]] = {name: [] for name in names}
+    if not found:
+        return found
+    try:
+        streams = await transport.stream_names()
+    except PolynError:
+        return found
+    for stream in streams:
+        offset = 0
+        while True:
+            try:
+                reply = await transport.request(
+                    f"$JS.API.CONSUMER.LIST.{stream}", json.dumps({"offset": offset}).encode()
+                )
+                page = json.loads(reply.data)
+            except (PolynError, ValueError):
+                break
+            consumers = (page.get("consumers") or []) if isinstance(page, dict) else []
+            for consumer in consumers:
+                config = consumer.get("config") or {}
+                filters = list(config.get("filter_subjects") or [])
+                if config.get("filter_subject"):
+                    filters.append(config["filter_subject"])
+                if not filters:
+                    try:
+                        filters = (await transport.stream_info(stream)).subjects
+                    except PolynError:
+                        continue
+                for name in found:
+                    if any(subject_matches(subject, name) for subject in filters):
+                        found[name].append(f"{stream}/{consumer.get('name')}")
+            offset += len(consumers)
+            if not consumers or offset >= int(page.get("total") or 0):
+                break
+    return found
+
+
 def init_schemas(directory: str | Path) -> Path:
     """Create ``directory`` with one example schema, ``user.created.v1.json``; returns its path.
 
-    Refuses (:class:`~polyn.SchemaError`) to overwrite an existing example file.
+    Refuses (:class:`~polyn.SchemaError`) a folder that already holds anything but hidden files
+    (``.gitkeep``): the example must not join real schemas, which ``polyn schemas load`` would
+    then publish.
     """
     folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise SchemaError(f"{folder} is a file, not a folder; nothing was written")
+    if folder.is_dir():
+        present = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
+        if present:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise SchemaError(
+                f"{folder} is not empty ({shown}); nothing was written. `polyn schemas init` "
+                "starts a new schemas folder: name a new or empty one"
+            )
     path = folder / f"{EXAMPLE_NAME}.json"
-    if path.exists():
-        raise SchemaError(f"{path} already exists; nothing was written")
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_EXAMPLE, indent=2) + "\n", encoding="utf-8")
     return path

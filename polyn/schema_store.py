@@ -9,8 +9,26 @@ consumers read it directly (no mailbox hop), through ``polyn._resolve.schemas_fo
   consumers; ``name=`` overrides that.
 - **Beyond the Elixir client:** a key-value watch replaces the snapshot (atomically, one new
   object) whenever a schema is added, changed or deleted, so the next validation uses it with
-  no restart. A key whose value is not a JSON Schema is skipped and logged; the other schemas are
-  kept.
+  no restart.
+- **One bad key never takes a service down.** A key whose value is not a schema Polyn takes
+  (not JSON, not a JSON Schema, an unknown ``$schema``, a reference out of the document, a
+  pattern the linear-time engine cannot compile, nested too deeply: see
+  :mod:`polyn._validator`) is skipped and logged with the key and the reason, at the start and
+  when it arrives through the watch; the other schemas are kept, and the store never crashes
+  on a key's content. Events of a skipped type then fail as a missing schema.
+- A combined schema written by polyn-cli 0.2 or older (the whole CloudEvent schema with the
+  payload under ``definitions.datadef``) is applied to the whole event, as the clients of that
+  time did, and logged once with the key and the command that converts it
+  (``polyn schemas load``, which stores the payload schema).
+- **The bucket going away ends the store.** The watch alone would not notice (it waits
+  silently), so every ``bucket_check_interval`` seconds (default 5) the store reads the bucket's
+  stream: if it is gone, was recreated (its sequence went back), or moved on while the watch
+  delivered nothing for two checks, the store logs an error and crashes, and its supervisor
+  restarts it; the new instance loads the bucket as it is then (a recreated bucket's schemas
+  included), or fails its start with the missing-bucket text.
+- Memory: the store keeps each schema as compact JSON text and compiles a validator only for
+  the schemas something validates against (see :mod:`polyn._validator`); 10,000 schemas take a
+  few megabytes.
 - A missing bucket fails the start with the protocol's text, "The Schema Store has not been
   setup on your NATS server. Make sure you use the Polyn CLI to create it". A connection that is
   not up is retried (``retries`` times, ``retry_interval`` apart), then the start fails with
@@ -31,20 +49,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-import orjson
+import trio
 
 from polyn import codec
 from polyn.actors import ActorRef, current_tree
 from polyn.errors import (
     BucketNotFoundError,
     NatsConnectionError,
-    SchemaError,
+    PolynError,
     SchemaStoreError,
+    StreamError,
 )
 from polyn.json_store import JSONStore
-from polyn.nats import KvWatch, Transport
+from polyn.nats import KvEntry, KvWatch, Transport
 
 __all__ = ["SchemaStore"]
 
@@ -55,6 +74,11 @@ MISSING_STORE = (
     "Make sure you use the Polyn CLI to create it"
 )
 _DEFAULT_STORE = "POLYN_SCHEMAS"
+_STREAM_NOT_FOUND = 10059
+
+
+def _stream_missing(exc: StreamError) -> bool:
+    return exc.err_code == _STREAM_NOT_FOUND or exc.code == 404
 
 
 def _default_store() -> str:
@@ -70,7 +94,7 @@ class SchemaStore(JSONStore):
     """The schema bucket as a :class:`~polyn.codec.Schemas` snapshot (see the module doc).
 
     ``SchemaStore(store=None, connection="nats", schemas=None, name=None, *, retries=5,
-    retry_interval=1.0, **actor_options)``.
+    retry_interval=1.0, bucket_check_interval=5.0, **actor_options)``.
     """
 
     schemas: codec.Schemas
@@ -81,15 +105,28 @@ class SchemaStore(JSONStore):
         connection: str | ActorRef = "nats",
         schemas: Mapping[str, Any] | codec.Schemas | None = None,
         name: str | None = None,
+        *,
+        bucket_check_interval: float = 5.0,
         **options: Any,
     ) -> None:
         bucket = store or _default_store()
         super().__init__(bucket, connection, name, **options)
         self.store = store
         self.preloaded = schemas
+        self.bucket_check_interval = bucket_check_interval
         self.schemas = codec.Schemas()
+        self._seen = 0  # the newest bucket revision the store has seen
+        self._lagging_at: int | None = None
 
     # -- reading and writing -----------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The schema document of message name ``key``, or None when the store has none."""
+        return self.schemas.get(key)
+
+    def contents(self) -> dict[str, Any]:
+        """Every schema document, by message name (keys that were skipped are not in it)."""
+        return {name: self.schemas.get(name) for name in self.schemas.names()}
 
     async def put(self, key: str, value: Any) -> int:
         """Check that ``value`` is a JSON Schema, then store it under message name ``key``.
@@ -103,7 +140,9 @@ class SchemaStore(JSONStore):
             self._data[key] = value
             self.schemas = snapshot
             return 0
-        return await super().put(key, value)
+        revision = await super().put(key, value)
+        self._seen = max(self._seen, revision)
+        return revision
 
     async def delete(self, key: str) -> None:
         """Delete message name ``key``'s schema (a missing one is fine)."""
@@ -123,45 +162,97 @@ class SchemaStore(JSONStore):
                 if isinstance(preloaded, codec.Schemas)
                 else codec.Schemas.from_dict(preloaded)
             )
-            self._data = {name: snapshot.get(name) for name in snapshot.names()}
+            self._data = {name: True for name in snapshot.names()}
             self.schemas = snapshot
             return
         await super().init()
+        transport = self._require_transport()
+        try:
+            info = await transport.stream_info("KV_" + self.bucket)
+            self._seen = max(self._seen, int(info.state.get("last_seq") or 0))
+        except PolynError:
+            pass  # the checks below try again
+        self.nursery.start_soon(self._check_bucket, transport)
 
     async def _connect(self) -> Transport:
         try:
             return await super()._connect()
         except NatsConnectionError as exc:
-            raise SchemaStoreError(str(exc)) from exc
+            # The protocol's text (§13 case 94) names the connection that is not alive.
+            raise SchemaStoreError(
+                f"Could not connect to Key Value Store {self.bucket} with connection "
+                f"{self.connection!r}, NATS server {self.connection!r} not alive "
+                f"(tried {max(1, self.retries)} times: {exc.__cause__ or exc})"
+            ) from exc
 
     async def _open_watch(self, transport: Transport) -> KvWatch:
         try:
             return await transport.kv_watch(self.bucket)
-        except BucketNotFoundError as exc:
+        except StreamError as exc:
+            # A bucket deleted after this connection first used it is reported as its missing
+            # stream rather than a missing bucket: the same fault.
+            if not isinstance(exc, BucketNotFoundError) and not _stream_missing(exc):
+                raise
             raise SchemaStoreError(f"{MISSING_STORE} (bucket {self.bucket!r})") from exc
 
     def _decode(self, key: str, value: bytes) -> Any:
-        return orjson.loads(value)
+        # The JSON text itself: the snapshot parses and checks it, once.
+        return value
+
+    def _on_entry(self, entry: KvEntry) -> None:
+        self._seen = max(self._seen, entry.revision)
+        super()._on_entry(entry)
 
     def _changed(self, keys: set[str]) -> None:
         data = self._data
-        snapshot = self.schemas
-        if len(keys) > 1 and not snapshot:
-            # The first load: compile all at once, and one by one only if one is bad.
-            try:
-                self.schemas = codec.Schemas.from_dict(
-                    {key: data[key] for key in keys if key in data}
-                )
-                return
-            except SchemaError:
-                pass
+        snapshot, refused = self.schemas._updated({key: data.get(key) for key in keys})
+        for key in sorted(refused):
+            log.warning("schema store %s: skipping key %r: %s", self.bucket, key, refused[key])
+            del data[key]
         for key in sorted(keys):
-            if key in data:
-                try:
-                    snapshot = snapshot.with_schema(key, data[key])
-                    continue
-                except SchemaError as exc:
-                    log.warning("schema store %s: skipping %r: %s", self.bucket, key, exc)
-                    del data[key]
-            snapshot = snapshot.without(key)
+            compiled = snapshot._lookup(key)
+            if compiled is not None and compiled.whole_event:
+                log.warning(
+                    "schema store %s: key %r holds a combined CloudEvent schema (written by "
+                    "polyn-cli 0.2 or older); it is applied to the whole event, as the clients "
+                    "of that time did. Once no such client reads it, `polyn schemas load` "
+                    "replaces it with the payload schema",
+                    self.bucket,
+                    key,
+                )
         self.schemas = snapshot
+
+    async def _check_bucket(self, transport: Transport) -> None:
+        """Crash when the bucket is gone or the watch no longer follows it (module doc)."""
+        while True:
+            await trio.sleep(self.bucket_check_interval)
+            try:
+                info = await transport.stream_info("KV_" + self.bucket)
+            except StreamError as exc:
+                if not _stream_missing(exc):
+                    continue
+                self._gone(f"the schema bucket {self.bucket!r} was deleted ({exc})")
+            except PolynError:
+                continue  # the connection's trouble, reported by the connection
+            last = int(info.state.get("last_seq") or 0)
+            if last < self._seen:
+                self._gone(
+                    f"the schema bucket {self.bucket!r} was recreated (its stream is at "
+                    f"revision {last}, the store had seen {self._seen})"
+                )
+            if last > self._seen:
+                if self._lagging_at == self._seen:
+                    self._gone(
+                        f"the watch of schema bucket {self.bucket!r} stopped following it (the "
+                        f"bucket is at revision {last}, the watch delivered nothing past "
+                        f"{self._seen})"
+                    )
+                self._lagging_at = self._seen
+            else:
+                self._lagging_at = None
+
+    def _gone(self, reason: str) -> NoReturn:
+        log.error("schema store %s: %s; stopping for a restart", self.bucket, reason)
+        raise SchemaStoreError(
+            f"{reason}; the SchemaStore stops so that its supervisor restarts it"
+        )

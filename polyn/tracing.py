@@ -20,8 +20,10 @@ conventions; Polyn keeps them so that traces join those of the Elixir and Ruby c
 spans get their attributes only once the message has validated.
 
 Propagation: every published message carries a W3C ``traceparent`` header, injected with the
-global text-map propagator from the send span; a receive span's parent is the context extracted
-from the received message's headers. Receive spans of a batch link to its process span.
+global text-map propagator from the send span, its flags cut to the sampled bit (``00`` or
+``01``, what the Elixir client accepts; see :func:`wire_traceparent`); a receive span's parent
+is the context extracted from the received message's headers (whatever its flags). Receive
+spans of a batch link to its process span.
 
 Exceptions raised inside a span are recorded on it (an ``exception`` event) and set its status to
 ERROR, then re-raised. A request that times out is recorded on its send span.
@@ -75,6 +77,7 @@ __all__ = [
     "send_span",
     "set_receive_attributes",
     "set_send_attributes",
+    "wire_traceparent",
 ]
 
 TEMPORARY = "(temporary)"
@@ -158,7 +161,34 @@ def send_span(destination: str, headers: dict[str, str]) -> AbstractContextManag
 def _send_span(destination: str, headers: dict[str, str]) -> Iterator[Span]:
     with _span(f"{destination} send", SpanKind.PRODUCER) as span:
         propagate.inject(headers)
+        parent = headers.get("traceparent")
+        if parent is not None:
+            headers["traceparent"] = wire_traceparent(parent)
         yield span
+
+
+def wire_traceparent(value: str) -> str:
+    """``value`` with its trace flags cut to the sampled bit: ``…-00`` or ``…-01``.
+
+    OpenTelemetry SDKs from 1.3x on set W3C Trace Context level 2's "random trace id" flag
+    (``0x02``), so a sampled span's header ends in ``-03``. The Elixir client's propagator
+    (opentelemetry-erlang) accepts only ``00`` and ``01`` and drops anything else, starting a
+    new trace instead of joining ours; so what Polyn sends keeps the sampled bit only. Received
+    headers are read as they are (any flags are accepted). A value that is not a version-00
+    ``traceparent`` is returned unchanged.
+
+    Example::
+
+        wire_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03")
+        # '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    """
+    if len(value) != 55 or value[52] != "-" or value[-2:] in ("00", "01"):
+        return value
+    try:
+        sampled = int(value[53:], 16) & 0x01
+    except ValueError:
+        return value
+    return f"{value[:53]}0{sampled}"
 
 
 def receive_span(

@@ -28,3 +28,21 @@ class Names:
 
     def consumer(self, name: str = "consumer") -> str:
         return f"{name}_{self.token}".replace(".", "_")
+
+
+class Shared(list):  # type: ignore[type-arg]
+    """A list a test shares with its actors.
+
+    Every start of an actor copies the plain ``list``, ``dict`` and ``set`` among its
+    constructor arguments (so that a restart begins from the spec), but passes every other
+    object by identity, subclasses included: a ``Shared`` list is the same object in the test
+    and in every run.
+    """
+
+
+class SharedDict(dict):  # type: ignore[type-arg]
+    """A dict a test shares with its actors (see :class:`Shared`)."""
+
+
+class SharedSet(set):  # type: ignore[type-arg]
+    """A set a test shares with its actors (see :class:`Shared`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 from polyn import SchemaError, ValidationError, __version__
 from polyn.codec import Schemas, decode, encode
 from polyn.config import Config
+from polyn.errors import SchemaNotFoundError
 from polyn.event import Event
 
 CONFIG = Config(domain="com.test", source_root="user.backend")
@@ -288,9 +290,12 @@ def test_encode_of_an_invalid_type() -> None:
     assert "Event names must be lowercase" in encode_error(event("user created v1"))
 
 
-def test_encode_takes_only_events() -> None:
-    with pytest.raises(TypeError, match=r"takes a polyn\.Event"):
+def test_encode_takes_only_events() -> None:  # §13 case 66
+    expected = r"^Can only serialize `polyn\.Event` instances\. got 'foo'$"
+    with pytest.raises(ValidationError, match=expected):
         encode("foo", SCHEMAS, CONFIG)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # what Python code catches for a wrong argument type
+        encode({"id": "1"}, SCHEMAS, CONFIG)  # type: ignore[arg-type]
 
 
 # -- payloads a fast JSON codec cannot carry -------------------------------------------------------
@@ -463,3 +468,52 @@ def test_orjson_and_encode_agree_on_the_bytes() -> None:
     sent = Event.new(CONFIG, "calc.mult.v1", {"a": 1, "b": 2})
     raw = encode(sent, SCHEMAS, CONFIG)
     assert orjson.loads(raw) == json.loads(raw)
+
+
+# -- the publisher's entry points: Schemas.is_valid and Schemas.check_data -------------------------
+
+
+def test_is_valid_is_the_bare_verdict() -> None:
+    assert SCHEMAS.is_valid("calc.mult.v1", {"a": 1, "b": 2})
+    assert not SCHEMAS.is_valid("calc.mult.v1", {"a": 1})
+    assert not SCHEMAS.is_valid("not.a.schema.v1", {"a": 1})
+
+
+def test_check_data_refuses_what_encode_refuses_with_the_same_texts() -> None:
+    envelope = {"id": "abc", "source": "test", "type": "com.test.calc.mult.v1"}
+    SCHEMAS.check_data("calc.mult.v1", {"a": 1, "b": 2}, event=envelope)
+    with pytest.raises(ValidationError) as caught:
+        SCHEMAS.check_data("calc.mult.v1", {"a": 1}, event=envelope)
+    lines = str(caught.value).split("\n")
+    assert lines[:2] == [
+        "Polyn event abc from test is not valid",
+        "Property: `#` - 'b' is a required property",
+    ]
+    assert lines[2].startswith("Event data: {'id': 'abc'")
+    with pytest.raises(SchemaNotFoundError, match=r"Schema for not\.a\.schema\.v1 does not exist"):
+        SCHEMAS.check_data("not.a.schema.v1", {"a": 1})
+    with pytest.raises(ValidationError, match=r"Property: `#/data/p` - \(1, 2\) is a tuple"):
+        SCHEMAS.check_data("any.thing.v1", {"p": (1, 2)})
+    with pytest.raises(ValidationError, match="nan is not a JSON number"):
+        SCHEMAS.check_data("any.thing.v1", [float("nan")])
+
+
+def test_a_combined_schema_from_the_old_cli_validates_the_whole_event() -> None:
+    envelope_schema = json.loads(
+        (Path(__file__).parent.parent / "polyn" / "cloud_event_schema.json").read_text()
+    )
+    payload = {"type": "object", "required": ["size"], "properties": {"size": {"type": "integer"}}}
+    combined = {
+        **envelope_schema,
+        "definitions": {"datadef": payload},
+        "properties": {**envelope_schema["properties"], "data": {"$ref": "#/definitions/datadef"}},
+    }
+    schemas = Schemas.from_dict({"old.widget.v1": combined})
+    assert decode(body(type="com.test.old.widget.v1", data={"size": 1}), schemas, CONFIG)
+    with pytest.raises(ValidationError, match=r"Property: `#/data/size` - 'x' is not of type"):
+        decode(body(type="com.test.old.widget.v1", data={"size": "x"}), schemas, CONFIG)
+    assert schemas.is_valid("old.widget.v1", {"size": 1})
+    assert not schemas.is_valid("old.widget.v1", {"size": "x"})
+    envelope = {"id": "1", "source": "x", "specversion": "1.0", "type": "com.test.old.widget.v1"}
+    assert schemas.is_valid("old.widget.v1", {"size": 1}, event=envelope)
+    assert not schemas.is_valid("old.widget.v1", {"size": 1}, event={"id": "1"})  # no source

@@ -136,3 +136,18 @@ def test_new_times_are_utc_with_microseconds_and_z() -> None:
     after = datetime.now(UTC)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text)
     assert before <= datetime.fromisoformat(text.replace("Z", "+00:00")) <= after
+
+
+def test_new_event_id_and_new_timestamp_are_public_as_in_the_seed() -> None:
+    import re as _re
+
+    from polyn import Event as _Event
+
+    ids = {_Event.new_event_id() for _ in range(100)}
+    assert len(ids) == 100
+    for event_id in ids:
+        assert _re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", event_id
+        )
+    stamp = _Event.new_timestamp()
+    assert _re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)

@@ -285,3 +285,32 @@ def test_subject_matches_agrees_with_nats_server(
         if subject_matches(pattern, subject)
     }
     assert server.receivers(patterns, subjects) == expected
+
+
+# -- version suffixes (§13 cases 6-8) ------------------------------------------------------------
+
+
+def test_version_suffix_appends_the_version() -> None:
+    from polyn.naming import version_suffix
+
+    assert version_suffix("com:acme:user:created:") == "com:acme:user:created:v1"  # case 6
+    assert version_suffix("com.acme.user.created.", 2) == "com.acme.user.created.v2"  # case 7
+
+
+def test_trim_version_suffix_removes_every_version_token() -> None:  # case 8
+    from polyn.naming import trim_version_suffix
+
+    assert trim_version_suffix("com.acme.user.created.v1") == "com.acme.user.created"
+    assert trim_version_suffix("com:acme:user:created:v1") == "com:acme:user:created"
+    assert trim_version_suffix("user.created") == "user.created"
+    assert trim_version_suffix("a.v1.b:v22") == "a.b"  # polyn_naming removes all matches
+
+
+def test_domains_follow_the_stricter_ruby_rule() -> None:
+    from polyn import Config, ConfigError
+
+    for domain in ("com.acme", "com:acme", "acme"):
+        assert Config(domain=domain, source_root="svc").domain == domain
+    for domain in ("Com.Acme", "com-acme", "com..acme", "com.acme.", ""):
+        with pytest.raises(ConfigError, match="It must be lowercase, alphanumeric and dot/colon"):
+            Config(domain=domain, source_root="svc")

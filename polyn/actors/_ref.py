@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import trio
-from trio.lowlevel import current_task, wait_task_rescheduled
-
-from polyn.actors._process import _CALL, _CAST, _INFO, _Process, _Reply
-from polyn.errors import ActorError, CallTimeout
+from polyn.actors._key import Key
+from polyn.actors._process import _CAST, _INFO, _Process
+from polyn.errors import ActorError
 
 if TYPE_CHECKING:
     from polyn.actors._actor import Actor
     from polyn.actors._tree import Tree
+
+T = TypeVar("T")
 
 
 class ActorRef:
@@ -31,7 +31,12 @@ class ActorRef:
 
     Every operation waits while the mailbox is full (backpressure), never drops a message, and
     raises :class:`~polyn.errors.ActorError` if the actor is not running. Messages already in
-    the mailbox when an actor stops are discarded; the callers among them get ActorError.
+    the mailbox when an actor stops are discarded; the callers among them get ActorError. Each
+    ``call``, ``cast`` and ``send`` ends in exactly one outcome for its sender, whatever the
+    number of senders waiting and whatever happens to the actor meanwhile.
+
+    :meth:`lookup` and :meth:`require` read what the actor publishes with
+    :meth:`Actor.provide <polyn.actors.Actor.provide>`, without a mailbox hop.
 
     Example::
 
@@ -73,6 +78,12 @@ class ActorRef:
                 raise ActorError(self._tree._unknown(self._name))  # type: ignore[arg-type]
         return process
 
+    def _resolve_or_none(self) -> _Process | None:
+        process = self._process
+        if process is None:
+            return self._tree._names.get(self._name)  # type: ignore[arg-type]
+        return process
+
     @property
     def name(self) -> str | None:
         """The name this ref follows, or the registered name of the run it points to."""
@@ -99,15 +110,39 @@ class ActorRef:
     def running_actor(self) -> Actor:
         """The actor instance running now (after a restart, the new one).
 
-        For objects an actor owns and others use directly, without a mailbox hop (the NATS
-        connection's transport, the schema store's snapshot). Read its public attributes only;
-        send it messages to change anything. Raises :class:`~polyn.errors.ActorError` when no
-        actor runs.
+        For the actors layer and tests only: code elsewhere finds what an actor offers through
+        :meth:`lookup` and a :class:`~polyn.actors.Key`, which is typed and survives restarts
+        without holding on to an old instance. Read public attributes only; send messages to
+        change anything. Raises :class:`~polyn.errors.ActorError` when no actor runs.
         """
         process = self._resolve()
         if process.closed or process.finished:
             raise ActorError(f"actor {process.label} is not running")
         return process.actor
+
+    def lookup(self, key: Key[T]) -> T | None:
+        """The value the actor provides under ``key`` now, or None (none running, none provided).
+
+        No mailbox hop: cheap enough for every message. See :meth:`Actor.provide
+        <polyn.actors.Actor.provide>`.
+        """
+        process = self._process
+        if process is None:
+            process = self._tree._names.get(self._name)  # type: ignore[arg-type]
+            if process is None:
+                return None
+        values = process.values
+        if values is None:
+            return None
+        return values.get(key)
+
+    def require(self, key: Key[T]) -> T:
+        """Like :meth:`lookup`, but raises :class:`~polyn.errors.ActorError` naming the actor
+        and the key when there is no value."""
+        value = self.lookup(key)
+        if value is None:
+            raise ActorError(_missing(self._resolve_or_none(), self._name, key))
+        return value
 
     async def call(self, request: Any, timeout: float | None = 5) -> Any:
         """Send ``request`` to ``handle_call`` and return its return value.
@@ -117,37 +152,26 @@ class ActorRef:
         ``TimeoutError``). The actor is not affected by a timeout: it still handles the request
         and its late reply is discarded. Raises :class:`~polyn.errors.ActorError` at once if the
         actor is not running, or as soon as it stops or crashes before replying (chained to the
-        crash). Calling yourself raises ActorError instead of waiting forever.
+        crash), including while the call waits for room. Calling yourself raises ActorError
+        instead of waiting forever. Exactly one of these ends every call, however many callers
+        wait.
         """
-        process = self._resolve()
-        task = current_task()
-        if task is process.task:
-            raise ActorError(f"actor {process.label} called itself, which would wait forever")
-        reply = _Reply(task)
-        if timeout is None:
-            await process.put((_CALL, request, reply))
-            return await wait_task_rescheduled(reply.abandon)
-        with trio.CancelScope(deadline=trio.current_time() + timeout):
-            await process.put((_CALL, request, reply))
-            return await wait_task_rescheduled(reply.abandon)
-        # Reached only when the deadline cancelled the wait: the reply slot is abandoned, so
-        # the callee's eventual answer is dropped without disturbing it.
-        raise CallTimeout(
-            f"call to actor {process.label} got no reply within {timeout} s "
-            "(the actor goes on; its late reply will be discarded)"
-        )
+        return await self._resolve().call(request, timeout)
 
-    async def cast(self, request: Any) -> None:
+    async def cast(self, request: Any, *, timeout: float | None = None) -> None:
         """Queue ``request`` for ``handle_cast`` and return without waiting for it.
 
-        Waits only while the mailbox is full. Raises :class:`~polyn.errors.ActorError` if the
-        actor is not running (unlike Erlang's cast, which drops it silently).
+        Waits only while the mailbox is full: at most ``timeout`` seconds if given, then raises
+        :class:`~polyn.errors.CallTimeout` and the message is not queued. Raises
+        :class:`~polyn.errors.ActorError` if the actor is not running, or stops while the cast
+        waits for room (unlike Erlang's cast, which drops it silently). Once ``cast`` has
+        returned, the message is in the mailbox: the actor handles it unless its run ends first.
         """
-        await self._resolve().put((_CAST, request, None))
+        await self._resolve().put((_CAST, request, None), timeout)
 
-    async def send(self, message: Any) -> None:
+    async def send(self, message: Any, *, timeout: float | None = None) -> None:
         """Queue ``message`` for ``handle_info`` (Erlang's ``!``); otherwise like :meth:`cast`."""
-        await self._resolve().put((_INFO, message, None))
+        await self._resolve().put((_INFO, message, None), timeout)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ActorRef):
@@ -166,3 +190,10 @@ class ActorRef:
             return f"<ActorRef name={self._name!r}>"
         state = "stopped" if self._process.finished else "running"
         return f"<ActorRef {self._process.label} {state}>"
+
+
+def _missing(process: _Process | None, name: str | None, key: Key[Any]) -> str:
+    if process is None or process.closed:
+        who = f"actor {process.label}" if process is not None else f"actor {name!r}"
+        return f"{who} is not running, so nothing is provided under {key!r}"
+    return f"actor {process.label} provides nothing under {key!r}"

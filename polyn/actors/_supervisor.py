@@ -14,7 +14,7 @@ from typing import Any, Final
 import trio
 
 from polyn.actors._actor import Actor, Restart
-from polyn.actors._process import _Process, is_normal, unwrap
+from polyn.actors._process import SHUTDOWN, _Process, is_normal, unwrap
 from polyn.actors._ref import ActorRef
 from polyn.actors._tree import Tree, _current
 from polyn.errors import ActorError
@@ -44,8 +44,9 @@ class Strategy(enum.StrEnum):
 class ChildInfo:
     """One child of a supervisor, as :func:`which_children` reports it.
 
-    ``ref`` points to the child's current run, or is None while it is not running (a transient
-    child that exited normally, or a child being restarted). ``spec`` is the instance the
+    ``ref`` points to the child's current run, or is None while it is not running (terminated
+    with :func:`terminate_child`, a transient child that exited normally, a child whose
+    ``init`` returned IGNORE, or a child being restarted). ``spec`` is the instance the
     supervisor builds each run from.
     """
 
@@ -54,6 +55,20 @@ class ChildInfo:
     restart: Restart
     supervisor: bool
     spec: Actor
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCounts:
+    """How many children a supervisor has, as :func:`count_children` reports (OTP's fields).
+
+    ``specs``: child specs it holds, running or not; ``active``: children running now;
+    ``supervisors`` / ``workers``: specs that are supervisors / other actors.
+    """
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
 
 
 class _Child:
@@ -91,11 +106,26 @@ class _StartChild:
 
 @dataclass(frozen=True, slots=True)
 class _TerminateChild:
-    child: ActorRef | str
+    child: ActorRef | str | Actor
+
+
+@dataclass(frozen=True, slots=True)
+class _RestartChild:
+    child: ActorRef | str | Actor
+
+
+@dataclass(frozen=True, slots=True)
+class _DeleteChild:
+    child: ActorRef | str | Actor
 
 
 @dataclass(frozen=True, slots=True)
 class _WhichChildren:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _CountChildren:
     pass
 
 
@@ -120,15 +150,24 @@ class Supervisor(Actor):
       that fails to start again is retried at once, each attempt counting as a restart.
     - **Intensity**: restarts are counted per supervisor, whichever child caused them. If a
       restart would make more than ``max_restarts`` restarts within the last ``max_seconds``
-      seconds (trio's clock), the supervisor gives up instead: it stops all its children in
-      reverse start order and exits with an ActorError naming itself, which its own supervisor
-      treats like any crash (so ``max_restarts=0`` escalates the first crash at once).
+      seconds (trio's clock), the supervisor gives up instead: it logs an error, stops all its
+      children in reverse start order and exits with reason ``("shutdown", error)``, ``error``
+      an ActorError naming itself. As with OTP's ``shutdown``, that is a normal exit: a
+      permanent parent restarts the supervisor (counting it against its own intensity, so a
+      persistent fault climbs the tree), a transient or temporary parent does not. At the
+      root, :meth:`run` and :meth:`main` raise ``error``.
     - **Stop**: children stop in reverse start order, each given its ``shutdown`` time to run
       ``terminate`` before it is cancelled. A supervisor's own ``shutdown`` defaults to
       ``math.inf``, so that its subtree has all the time it needs.
     - **Children added at run time** (:func:`start_child`) go after the others; the
       supervisor's own task spawns them, whoever asks. They are not part of the spec: when the
       supervisor itself is restarted, it starts only ``children`` again, as OTP does.
+    - **Children by hand**, as OTP's: :func:`terminate_child` stops a child and keeps its spec
+      (so it is not restarted until :func:`restart_child`); :func:`delete_child` forgets a
+      stopped child's spec. A temporary child's spec is forgotten as soon as it ends.
+      :func:`which_children` and :func:`count_children` report them.
+    - **IGNORE**: a child whose ``init`` returns :data:`~polyn.actors.IGNORE` is kept as a spec
+      that is not running, and not restarted.
 
     A supervisor is a child spec like any actor, so supervisors nest. Subclasses that override
     ``init``, ``terminate``, ``handle_call`` or ``handle_info`` must call the base method.
@@ -215,11 +254,9 @@ class Supervisor(Actor):
                 raise
         if error is not None:
             raise error
-        reason = root.reason
-        if not is_normal(reason):
-            if isinstance(reason, ActorError) or not isinstance(reason, Exception):
-                raise reason  # type: ignore[misc]
-            raise ActorError(f"supervisor {root.label} crashed: {reason!r}") from reason
+        failure = _failure(root)
+        if failure is not None:
+            raise failure
 
     async def main(self, context: Mapping[str, Any] | None = None) -> None:
         """Run a tree with this supervisor at its root until it stops; ``trio.run(sup.main)``.
@@ -229,8 +266,7 @@ class Supervisor(Actor):
         each running its ``terminate``, before the cancellation goes on.
         """
         async with self.run(context) as tree:
-            assert tree._root is not None
-            await tree._root.wait_finished()
+            await tree.wait_finished()
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -252,8 +288,14 @@ class Supervisor(Actor):
             return await self._start_child(request.spec)
         if isinstance(request, _TerminateChild):
             return await self._terminate_child(request.child)
+        if isinstance(request, _RestartChild):
+            return await self._restart_child(request.child)
+        if isinstance(request, _DeleteChild):
+            return self._delete_child(request.child)
         if isinstance(request, _WhichChildren):
-            return [self._info(child) for child in self._records]
+            return self._which_children()
+        if isinstance(request, _CountChildren):
+            return self._count_children()
         return await super().handle_call(request)
 
     async def _polyn_child_exit(self, child: _Process) -> None:
@@ -267,18 +309,23 @@ class Supervisor(Actor):
         restart = record.spec.restart
         if restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and not is_normal(reason)):
             await self._restart(record, reason)
-        elif restart is Restart.TEMPORARY:
+        elif restart is Restart.TEMPORARY or not self._keeps_ended_children:
             self._records.pop(record, None)
+
+    # Whether the spec of a child that ended for good stays (OTP's supervisor) or goes
+    # (a DynamicSupervisor, whose children are all started at run time).
+    _keeps_ended_children = True
 
     # -- the rules ---------------------------------------------------------------------------
 
-    async def _start(self, child: _Child) -> None:
+    async def _start(self, child: _Child) -> _Process | None:
+        """Start a run of ``child``; None when its init returned IGNORE."""
         me = self._running()
         assert me.nursery is not None
         try:
             actor = child.spec._polyn_fresh()
             process = _Process(actor, me.tree, me, child)
-            await process.start(me.nursery, process.run)
+            started = await process.start(me.nursery, process.run)
         except Exception as exc:
             child.process = None
             _log.error(
@@ -290,7 +337,11 @@ class Supervisor(Actor):
                 extra={"actor": me.label},
             )
             raise _StartFailed(child, exc) from exc
+        if not started:
+            child.process = None
+            return None
         child.process = process
+        return process
 
     def _start_error(self, failed: _StartFailed) -> _StartError:
         return _StartError(
@@ -302,14 +353,25 @@ class Supervisor(Actor):
         trigger = child
         while True:
             if not self._add_restart():
+                me = self._running()
                 error = ActorError(
-                    f"supervisor {self._running().label} reached its maximum restart "
+                    f"supervisor {me.label} reached its maximum restart "
                     f"intensity (more than {self.max_restarts} restarts within "
                     f"{self.max_seconds} s); last exit: child {trigger.label}, {reason!r}"
                 )
                 if isinstance(reason, BaseException):
-                    raise error from reason
-                raise error
+                    error.__cause__ = reason
+                _log.error(
+                    "supervisor %s gave up: %s",
+                    me.label,
+                    error,
+                    exc_info=error if isinstance(reason, BaseException) else None,
+                    extra={"actor": me.label},
+                )
+                # OTP's supervisor exits with `shutdown` here: a normal exit, so a transient
+                # parent leaves it down and a permanent one restarts it.
+                me.request_stop((SHUTDOWN, error))
+                return
             _log.info(
                 "supervisor %s: restarting child %s (%s) after %r",
                 self._running().label,
@@ -363,31 +425,92 @@ class Supervisor(Actor):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _start_child(self, spec: Actor) -> ActorRef | _Refused:
+    async def _start_child(self, spec: Actor) -> ActorRef | _Refused | None:
         child = _Child(spec)
         self._records[child] = None
         try:
-            await self._start(child)
+            process = await self._start(child)
         except _StartFailed as failed:
             self._records.pop(child, None)
             error = self._start_error(failed)
             error.__cause__ = failed.cause
             return _Refused(error)
-        assert child.process is not None
-        return child.process.ref
+        if process is not None:
+            return process.ref
+        if spec.restart is Restart.TEMPORARY or not self._keeps_ended_children:
+            self._records.pop(child, None)
+        return None
 
-    async def _terminate_child(self, target: ActorRef | str) -> _Refused | None:
-        me = self._running()
-        if isinstance(target, str):
-            process = me.tree._names.get(target)
+    def _find(self, target: ActorRef | str | Actor) -> _Child | _Refused:
+        """The record ``target`` names: a name, a spec, a ref by name, or a ref to a run, which
+        matches only while that very run is the child's current one (never its successor)."""
+        records = self._records
+        if isinstance(target, ActorRef) and target._process is not None:
+            process = target._process
+            record = process.record
+            if isinstance(record, _Child) and record in records and record.process is process:
+                return record
         else:
-            process = target._process or me.tree._names.get(target.name or "")
-        record = process.record if process is not None and process.parent is me else None
-        if not isinstance(record, _Child) or record not in self._records:
-            return _Refused(ActorError(f"{target!r} is not a running child of {me.label}"))
-        del self._records[record]
+            name = target if isinstance(target, str) else target.name
+            for record in records:
+                if record.spec is target or (name is not None and record.spec.name == name):
+                    return record
+        return _Refused(ActorError(f"{target!r} is not a child of {self._running().label}"))
+
+    async def _terminate_child(self, target: ActorRef | str | Actor) -> _Refused | None:
+        record = self._find(target)
+        if isinstance(record, _Refused):
+            return record
+        if record.spec.restart is Restart.TEMPORARY or not self._keeps_ended_children:
+            del self._records[record]
         await self._stop_child(record)
         return None
+
+    async def _restart_child(self, target: ActorRef | str | Actor) -> ActorRef | _Refused | None:
+        record = self._find(target)
+        if isinstance(record, _Refused):
+            return record
+        if record.process is not None:
+            return _Refused(
+                ActorError(f"child {record.label} of {self._running().label} is running")
+            )
+        try:
+            process = await self._start(record)
+            return None if process is None else process.ref
+        except _StartFailed as failed:
+            error = self._start_error(failed)
+            error.__cause__ = failed.cause
+            return _Refused(error)
+
+    def _delete_child(self, target: ActorRef | str | Actor) -> _Refused | None:
+        record = self._find(target)
+        if isinstance(record, _Refused):
+            return record
+        if record.process is not None:
+            return _Refused(
+                ActorError(
+                    f"child {record.label} of {self._running().label} is running; "
+                    "terminate_child it first"
+                )
+            )
+        del self._records[record]
+        return None
+
+    def _which_children(self) -> list[ChildInfo]:
+        return [self._info(child) for child in self._records]
+
+    def _count_children(self) -> ChildCounts:
+        specs = active = supervisors = 0
+        for child in self._records:
+            specs += 1
+            process = child.process
+            if process is not None and not process.closed:
+                active += 1
+            if isinstance(child.spec, Supervisor):
+                supervisors += 1
+        return ChildCounts(
+            specs=specs, active=active, supervisors=supervisors, workers=specs - supervisors
+        )
 
     def _info(self, child: _Child) -> ChildInfo:
         spec = child.spec
@@ -404,10 +527,14 @@ class DynamicSupervisor(Supervisor):
     """A ``one_for_one`` supervisor that starts with no children and gets them at run time.
 
     ``DynamicSupervisor(max_children=None, max_restarts=3, max_seconds=5, **options)``, as
-    Elixir's: children come from :func:`start_child` (and leave by :func:`terminate_child`),
-    always spawned by the supervisor's own task. ``max_children`` bounds how many it holds at
-    once; past it :func:`start_child` raises ActorError. On shutdown all children are asked to
-    stop at once and waited for together, since there may be many and they are independent.
+    Elixir's: children come from :func:`start_child`, always spawned by the supervisor's own
+    task. A child that ends for good (temporary; transient after a normal exit; stopped by
+    :func:`terminate_child`) is forgotten at once, so :func:`which_children` and
+    :func:`count_children` show the live ones and it no longer counts against
+    ``max_children``, which bounds how many it holds at once (past it :func:`start_child`
+    raises ActorError). ``restart_child`` and ``delete_child`` do not apply, as in Elixir. On
+    shutdown all children are asked to stop at once and waited for together, since there may be
+    many and they are independent.
 
     Example::
 
@@ -435,7 +562,23 @@ class DynamicSupervisor(Supervisor):
             raise ValueError(f"max_children must be >= 0 or None, not {max_children!r}")
         self.max_children = max_children
 
-    async def _start_child(self, spec: Actor) -> ActorRef | _Refused:
+    _keeps_ended_children = False
+
+    async def _restart_child(self, target: ActorRef | str | Actor) -> ActorRef | _Refused | None:
+        return self._not_for_dynamic("restart_child")
+
+    def _delete_child(self, target: ActorRef | str | Actor) -> _Refused | None:
+        return self._not_for_dynamic("delete_child")
+
+    def _not_for_dynamic(self, what: str) -> _Refused:
+        return _Refused(
+            ActorError(
+                f"{what} does not apply to DynamicSupervisor {self._running().label}: "
+                "its children are forgotten when they stop; start_child again instead"
+            )
+        )
+
+    async def _start_child(self, spec: Actor) -> ActorRef | _Refused | None:
         if self.max_children is not None and len(self._records) >= self.max_children:
             return _Refused(
                 ActorError(
@@ -464,8 +607,25 @@ async def _run_root(root: _Process) -> None:
 
 async def _cancel_when_failed(root: _Process, scope: trio.CancelScope) -> None:
     await root.wait_finished()
-    if not is_normal(root.reason):
+    if _failure(root) is not None:
         scope.cancel()
+
+
+def _failure(root: _Process) -> BaseException | None:
+    """What :meth:`Supervisor.run` raises for how the root ended, or None for a clean stop."""
+    reason = root.reason
+    if is_normal(reason):
+        if isinstance(reason, tuple) and isinstance(reason[1], BaseException):
+            return reason[1]  # the root gave up: ("shutdown", error)
+        return None
+    if isinstance(reason, ActorError) or (
+        isinstance(reason, BaseException) and not isinstance(reason, Exception)
+    ):
+        return reason
+    error = ActorError(f"supervisor {root.label} stopped abnormally: {reason!r}")
+    if isinstance(reason, BaseException):
+        error.__cause__ = reason
+    return error
 
 
 def _supervisor_process(supervisor: ActorRef) -> _Process:
@@ -475,10 +635,11 @@ def _supervisor_process(supervisor: ActorRef) -> _Process:
     return process
 
 
-async def start_child(supervisor: ActorRef, spec: Actor) -> ActorRef:
+async def start_child(supervisor: ActorRef, spec: Actor) -> ActorRef | None:
     """Have ``supervisor`` start a fresh instance of ``spec`` as its last child.
 
-    Waits until the child's ``init`` has returned (no timeout) and returns a ref to that run.
+    Waits until the child's ``init`` has returned (no timeout) and returns a ref to that run,
+    or None if ``init`` returned :data:`~polyn.actors.IGNORE` (OTP's ``{ok, undefined}``).
     The supervisor's own task spawns the child, so it joins the supervisor's tree and context
     whoever asks. Raises :class:`~polyn.errors.ActorError` if the child fails to start
     (chained to the cause; the supervisor goes on, and keeps no record of it), if
@@ -490,40 +651,94 @@ async def start_child(supervisor: ActorRef, spec: Actor) -> ActorRef:
     """
     if not isinstance(spec, Actor):
         raise TypeError(f"a child must be an Actor instance, not {spec!r}")
-    _supervisor_process(supervisor)
-    result = await supervisor.call(_StartChild(spec), timeout=None)
-    if isinstance(result, _Refused):
-        raise result.error
-    assert isinstance(result, ActorRef)
+    result = await _ask(supervisor, _StartChild(spec))
+    assert result is None or isinstance(result, ActorRef)
     return result
 
 
-async def terminate_child(supervisor: ActorRef, child: ActorRef | str) -> None:
-    """Have ``supervisor`` stop ``child`` (a ref or a registered name) and forget it.
+async def terminate_child(supervisor: ActorRef, child: ActorRef | str | Actor) -> None:
+    """Have ``supervisor`` stop ``child`` and keep its spec, as OTP's ``terminate_child``.
 
-    The child is stopped as at shutdown (``terminate`` with ``"shutdown"``, cancelled after
-    its ``shutdown`` time) and removed from the supervisor, so it is not restarted; unlike
-    OTP's ``terminate_child``, the spec is not kept. Raises ActorError if ``child`` is not a
-    running child of ``supervisor``.
+    ``child`` is a registered name, a ref, or the child's spec (``ChildInfo.spec``); a ref to a
+    run that has already ended names nothing (OTP's ``not_found``), never that run's successor.
+    The child is stopped as at shutdown (``terminate`` with ``"shutdown"``, cancelled after its
+    ``shutdown`` time) and is not restarted: :func:`restart_child` starts it again,
+    :func:`delete_child` forgets it. A temporary child, and every child of a
+    :class:`DynamicSupervisor`, is forgotten at once. Terminating a child that is not running
+    does nothing. Raises ActorError if ``supervisor`` has no such child.
 
     Example::
 
         await terminate_child(tree.ref("workers"), worker)
     """
-    _supervisor_process(supervisor)
-    result = await supervisor.call(_TerminateChild(child), timeout=None)
-    if isinstance(result, _Refused):
-        raise result.error
+    await _ask(supervisor, _TerminateChild(child))
+
+
+async def restart_child(supervisor: ActorRef, child: ActorRef | str | Actor) -> ActorRef | None:
+    """Start a child that :func:`terminate_child` stopped again, from its spec (OTP's).
+
+    Returns a ref to the new run (None if its ``init`` returned IGNORE). Does not count
+    towards the restart intensity. Raises ActorError if the child is running, is unknown, or
+    fails to start (its spec is kept), and for a :class:`DynamicSupervisor`.
+
+    Example::
+
+        await terminate_child(tree.root, "mailer")
+        ...
+        await restart_child(tree.root, "mailer")
+    """
+    result = await _ask(supervisor, _RestartChild(child))
+    assert result is None or isinstance(result, ActorRef)
+    return result
+
+
+async def delete_child(supervisor: ActorRef, child: ActorRef | str | Actor) -> None:
+    """Forget the spec of a child that is not running (OTP's ``delete_child``).
+
+    Raises ActorError if the child is running (terminate it first), is unknown, and for a
+    :class:`DynamicSupervisor`.
+
+    Example::
+
+        await terminate_child(tree.root, "mailer")
+        await delete_child(tree.root, "mailer")
+    """
+    await _ask(supervisor, _DeleteChild(child))
 
 
 async def which_children(supervisor: ActorRef) -> list[ChildInfo]:
-    """The children of ``supervisor`` in start order, running or not.
+    """The children of ``supervisor`` in start order, running or not (a DynamicSupervisor
+    holds only live ones).
+
+    Answered through the supervisor's mailbox, so it reflects every exit and request that
+    reached it earlier; :meth:`Tree.which_children_nowait` reads it synchronously instead.
 
     Example::
 
         down = [c.name for c in await which_children(tree.root) if c.ref is None]
     """
-    _supervisor_process(supervisor)
-    result = await supervisor.call(_WhichChildren(), timeout=None)
+    result = await _ask(supervisor, _WhichChildren())
     assert isinstance(result, list)
+    return result
+
+
+async def count_children(supervisor: ActorRef) -> ChildCounts:
+    """How many children ``supervisor`` holds, runs, and of which kind (OTP's
+    ``count_children``); see :class:`ChildCounts`.
+
+    Example::
+
+        counts = await count_children(tree.ref("workers"))
+        print(f"{counts.active} of {counts.specs} running")
+    """
+    result = await _ask(supervisor, _CountChildren())
+    assert isinstance(result, ChildCounts)
+    return result
+
+
+async def _ask(supervisor: ActorRef, request: object) -> Any:
+    _supervisor_process(supervisor)
+    result = await supervisor.call(request, timeout=None)
+    if isinstance(result, _Refused):
+        raise result.error
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
@@ -13,9 +13,12 @@ from polyn.errors import ActorError
 
 if TYPE_CHECKING:
     from polyn.actors._actor import Actor
+    from polyn.actors._key import Key
     from polyn.actors._process import _Process
     from polyn.actors._ref import ActorRef
-    from polyn.actors._supervisor import ChildInfo
+    from polyn.actors._supervisor import ChildCounts, ChildInfo, Supervisor
+
+T = TypeVar("T")
 
 # Set in the root actor's task only. Trio copies the spawning task's contextvars into every new
 # task, and every actor is spawned by its supervisor's task (helpers by their actor's task), so
@@ -29,8 +32,11 @@ class Tree:
     :meth:`Supervisor.run() <polyn.actors.Supervisor.run>` yields one; inside the tree,
     :func:`current_tree` and every actor's :attr:`~polyn.actors.Actor.tree` return the same
     object. It holds the tree's name registry (names never leak between trees, so two trees in
-    one process, say two tests, never see each other's actors) and the read-only ``context``
-    mapping given by whoever started the tree.
+    one process, say two tests, never see each other's actors), the read-only ``context``
+    mapping given by whoever started the tree, and the typed values its actors provide
+    (:meth:`lookup`, :meth:`require`). The root supervisor's children are managed and inspected
+    through it as through :func:`~polyn.actors.start_child` and its siblings, and synchronously
+    with :meth:`which_children_nowait` / :meth:`count_children_nowait`.
 
     Example::
 
@@ -86,28 +92,115 @@ class Tree:
             raise ActorError(self._unknown(name))
         return ref
 
+    def lookup(self, name: str, key: Key[T]) -> T | None:
+        """What the actor registered as ``name`` provides under ``key`` now, else None.
+
+        Two dict lookups, no mailbox hop: cheap enough for every message. None while no actor
+        holds the name (between a crash and its restart, say) or before it has provided a value.
+        See :meth:`Actor.provide <polyn.actors.Actor.provide>`.
+
+        Example::
+
+            transport = tree.lookup("nats", TRANSPORT)
+            if transport is not None:
+                await transport.publish(subject, body)
+        """
+        process = self._names.get(name)
+        if process is None:
+            return None
+        values = process.values
+        if values is None:
+            return None
+        return values.get(key)
+
+    def require(self, name: str, key: Key[T]) -> T:
+        """Like :meth:`lookup`, but raises :class:`~polyn.errors.ActorError` naming the actor and
+        the key when there is no value."""
+        value = self.lookup(name, key)
+        if value is None:
+            process = self._names.get(name)
+            if process is None or process.closed:
+                raise ActorError(
+                    f"no actor named {name!r} is running in this tree, "
+                    f"so nothing is provided under {key!r}"
+                )
+            raise ActorError(f"actor {process.label} provides nothing under {key!r}")
+        return value
+
+    async def wait_finished(self) -> None:
+        """Wait until the tree's root, and so every actor of the tree, has finished."""
+        root = self._root
+        if root is None:
+            raise ActorError("the tree has not started yet")
+        await root.wait_finished()
+
     async def start_child(
         self, spec: Actor, *, supervisor: ActorRef | str | None = None
-    ) -> ActorRef:
+    ) -> ActorRef | None:
         """Start ``spec`` under ``supervisor`` (the root by default); see :func:`start_child`."""
         from polyn.actors._supervisor import start_child
 
         return await start_child(self._supervisor(supervisor), spec)
 
     async def terminate_child(
-        self, child: ActorRef | str, *, supervisor: ActorRef | str | None = None
+        self, child: ActorRef | str | Actor, *, supervisor: ActorRef | str | None = None
     ) -> None:
-        """Stop and remove ``child`` of ``supervisor`` (the root by default); see
-        :func:`terminate_child`."""
+        """Stop ``child`` of ``supervisor`` (the root by default); see :func:`terminate_child`."""
         from polyn.actors._supervisor import terminate_child
 
         await terminate_child(self._supervisor(supervisor), child)
+
+    async def restart_child(
+        self, child: ActorRef | str | Actor, *, supervisor: ActorRef | str | None = None
+    ) -> ActorRef | None:
+        """Start a terminated ``child`` again from its spec; see :func:`restart_child`."""
+        from polyn.actors._supervisor import restart_child
+
+        return await restart_child(self._supervisor(supervisor), child)
+
+    async def delete_child(
+        self, child: ActorRef | str | Actor, *, supervisor: ActorRef | str | None = None
+    ) -> None:
+        """Forget a terminated ``child`` and its spec; see :func:`delete_child`."""
+        from polyn.actors._supervisor import delete_child
+
+        await delete_child(self._supervisor(supervisor), child)
 
     async def which_children(self, *, supervisor: ActorRef | str | None = None) -> list[ChildInfo]:
         """The children of ``supervisor`` (the root by default); see :func:`which_children`."""
         from polyn.actors._supervisor import which_children
 
         return await which_children(self._supervisor(supervisor))
+
+    async def count_children(self, *, supervisor: ActorRef | str | None = None) -> ChildCounts:
+        """How many children ``supervisor`` has; see :func:`count_children`."""
+        from polyn.actors._supervisor import count_children
+
+        return await count_children(self._supervisor(supervisor))
+
+    def which_children_nowait(self, *, supervisor: ActorRef | str | None = None) -> list[ChildInfo]:
+        """:meth:`which_children` read now, synchronously, without a mailbox hop.
+
+        For health checks and other synchronous code. What it shows is the supervisor's state
+        at this instant: a restart in progress, and exits still in the supervisor's mailbox,
+        show as they are (an ended child may still have a ``ref`` whose ``alive`` is False),
+        where :meth:`which_children` answers after every earlier message was handled.
+        """
+        return self._supervisor_actor(supervisor)._which_children()
+
+    def count_children_nowait(self, *, supervisor: ActorRef | str | None = None) -> ChildCounts:
+        """:meth:`count_children` read now, synchronously (see :meth:`which_children_nowait`).
+
+        ``active`` counts the children whose run is alive at this instant, so
+        ``counts.active == counts.specs`` says "every child is running".
+
+        Example::
+
+            def healthy(tree):
+                counts = tree.count_children_nowait()
+                return tree.running and counts.active == counts.specs
+        """
+        return self._supervisor_actor(supervisor)._count_children()
 
     async def stop(self) -> None:
         """Stop the whole tree gracefully (children in reverse start order).
@@ -132,6 +225,15 @@ class Tree:
         if isinstance(supervisor, str):
             return self.ref(supervisor)
         return supervisor
+
+    def _supervisor_actor(self, supervisor: ActorRef | str | None) -> Supervisor:
+        from polyn.actors._supervisor import Supervisor
+
+        process = self._supervisor(supervisor)._resolve()
+        actor = process.actor
+        if not isinstance(actor, Supervisor):
+            raise ActorError(f"actor {process.label} is not a supervisor")
+        return actor
 
     def _unknown(self, name: str) -> str:
         return f"no actor named {name!r} is running in this tree"

@@ -30,7 +30,7 @@ from typing import Any
 
 from polyn.catalog._model import Catalog, Receiver
 from polyn.catalog._views import EventView, event_views
-from polyn.config import _redact_url
+from polyn.config import redact_url
 
 __all__ = ["asyncapi_document", "asyncapi_schema", "server_host"]
 
@@ -54,7 +54,7 @@ def _envelope() -> dict[str, Any]:
 def server_host(url: str) -> tuple[str, str]:
     """``(protocol, host)`` of a server URL for AsyncAPI: the URL is redacted first, then its
     user information is dropped whole."""
-    redacted = _redact_url(url)
+    redacted = redact_url(url)
     scheme, sep, rest = redacted.partition("://")
     if not sep:
         scheme, rest = "nats", redacted

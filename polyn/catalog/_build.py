@@ -15,7 +15,7 @@ from polyn.catalog._sources import (
     read_schema_folder,
     read_server,
 )
-from polyn.config import Config, _redact_url
+from polyn.config import Config, redact_url
 from polyn.errors import PolynError
 from polyn.nats.transport import Transport
 
@@ -91,7 +91,7 @@ async def build_catalog(
         durables=durables,
         jetstream_source=jetstream_source,
         services=services.values(),
-        servers=tuple(_redact_url(url) for url in config.servers),
+        servers=tuple(redact_url(url) for url in config.servers),
         domain=domain,
         title=title or (f"{domain} events" if domain else "Event catalogue"),
         api_version=api_version,

@@ -17,8 +17,11 @@ from polyn.nats.message import Message, Metadata
 from polyn.nats.nats_transport import ConnectionState, NatsTransport, PayloadTooLargeError
 from polyn.nats.transport import (
     ConsumerInfo,
+    JetStreamAdmin,
+    KeyValue,
     KvEntry,
     KvWatch,
+    Messaging,
     PubAck,
     StreamInfo,
     Subscription,
@@ -28,9 +31,12 @@ from polyn.nats.transport import (
 __all__ = [
     "ConnectionState",
     "ConsumerInfo",
+    "JetStreamAdmin",
+    "KeyValue",
     "KvEntry",
     "KvWatch",
     "Message",
+    "Messaging",
     "Metadata",
     "NatsConnection",
     "NatsTransport",

@@ -24,13 +24,10 @@ from typing import Any, Protocol
 import trio
 
 from polyn.actors import Actor, ActorRef, current_tree
+from polyn.config import redact_url
 from polyn.errors import ActorError, NatsConnectionError
-from polyn.nats.nats_transport import (
-    ConnectionState,
-    NatsTransport,
-    build_tls_context,
-    redact_url,
-)
+from polyn.nats.nats_transport import ConnectionState, NatsTransport
+from polyn.nats.options import SECRET_OPTIONS, build_tls_context
 from polyn.nats.transport import Transport
 
 __all__ = [
@@ -106,11 +103,8 @@ def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Tr
     return transport  # type: ignore[no-any-return]
 
 
-_SECRET_OPTIONS = frozenset({"password", "token", "nkeys_seed", "signature_cb", "user_jwt_cb"})
-
-
 def _hidden(key: str, value: object) -> str:
-    if key in _SECRET_OPTIONS and value is not None:
+    if key in SECRET_OPTIONS and value is not None:
         return "'***'"
     if isinstance(value, str):
         return repr(redact_url(value))

@@ -1,8 +1,13 @@
-"""The seam between Polyn and NATS: the :class:`Transport` protocol and the values it returns.
+"""The seam between Polyn and NATS: the protocols layer 4 uses and the values they return.
 
-Layer 4 (publishing, consumers, the schema store) talks only to a ``Transport``. There are two:
-:class:`polyn.nats.NatsTransport`, the real one over nats-py, and ``polyn.testing.MockNats``, the
-in-memory one of the test sandbox. Both pass the same behaviour tests.
+The seam is cut by what the layers above use: :class:`Messaging` (publish, request, subscribe,
+flush, JetStream publish, fetch, acknowledgements: the hot paths), :class:`JetStreamAdmin`
+(streams, consumers, listing: start-up checks and migrations) and :class:`KeyValue` (buckets:
+the schema store, JSON stores, the migrations record). :class:`Transport` is the three together,
+what ``transport_for(conn)`` returns. :class:`polyn.nats.NatsTransport` is the real one over
+nats-py; in the test sandbox, messaging is ``polyn.testing.MockNats`` (in memory),
+administration a snapshot of the real server's definitions and key-value the real server. The
+real transport and the sandbox pass the same behaviour tests.
 
 Everything here is plain data and trio: subscriptions and watches are trio receive channels,
 stream and consumer configurations are dicts spelled as JetStream's API spells them (and as
@@ -22,8 +27,11 @@ from polyn.nats.message import Message
 
 __all__ = [
     "ConsumerInfo",
+    "JetStreamAdmin",
+    "KeyValue",
     "KvEntry",
     "KvWatch",
+    "Messaging",
     "PubAck",
     "StreamInfo",
     "Subscription",
@@ -102,12 +110,13 @@ class KvWatch(trio.abc.ReceiveChannel[KvEntry]):
 
 
 @runtime_checkable
-class Transport(Protocol):
-    """Every NATS operation Polyn needs. All methods are called from trio.
+class Messaging(Protocol):
+    """Messages: core publish / request / subscribe, JetStream publish and pull, acks.
 
-    Core publishes and acknowledgements are queued (they return once queued, and the queue is
-    flushed in order); everything that has an answer waits for it. Errors are Polyn's own
-    (:mod:`polyn.errors`), never nats-py's or asyncio's.
+    What the hot paths use, and what the sandbox's ``MockNats`` implements in memory. All
+    methods are called from trio. Core publishes and acknowledgements are queued (they return
+    once queued, and the queue is flushed in order); everything that has an answer waits for
+    it. Errors are Polyn's own (:mod:`polyn.errors`), never nats-py's or asyncio's.
     """
 
     @property
@@ -157,7 +166,7 @@ class Transport(Protocol):
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has reached the server."""
 
-    # -- JetStream -----------------------------------------------------------------------------
+    # -- JetStream messages --------------------------------------------------------------------
 
     async def js_publish(
         self,
@@ -171,6 +180,36 @@ class Transport(Protocol):
 
         Raises :class:`~polyn.errors.StreamError` when no stream captures ``subject``.
         """
+
+    async def fetch(
+        self,
+        stream: str,
+        consumer: str,
+        batch: int,
+        *,
+        expires: float | None = None,
+        no_wait: bool = False,
+    ) -> list[Message]:
+        """Pull up to ``batch`` messages from an existing durable consumer.
+
+        With ``no_wait`` the server answers at once with what it has (maybe nothing); otherwise
+        it answers when ``batch`` messages are delivered or ``expires`` seconds have passed.
+        """
+
+    def enqueue_ack(self, subject: str, body: bytes) -> None:
+        """Queue an acknowledgement body on a ``$JS.ACK`` subject (a Message's ``ack()``)."""
+
+    async def ack_and_wait(self, subject: str, body: bytes, timeout: float) -> None:
+        """Publish an acknowledgement and wait for the server's confirmation."""
+
+
+@runtime_checkable
+class JetStreamAdmin(Protocol):
+    """JetStream administration: streams and consumers, their definitions and listing.
+
+    :class:`~polyn.nats.jsapi.JetStreamApi` implements it over any request function; in the
+    sandbox it is a snapshot of the real server's definitions (``polyn.testing``).
+    """
 
     async def stream_names(self, subject: str | None = None) -> list[str]:
         """Names of the streams (capturing ``subject``, when given)."""
@@ -191,22 +230,11 @@ class Transport(Protocol):
 
     async def delete_consumer(self, stream: str, consumer: str) -> None: ...
 
-    async def fetch(
-        self,
-        stream: str,
-        consumer: str,
-        batch: int,
-        *,
-        expires: float | None = None,
-        no_wait: bool = False,
-    ) -> list[Message]:
-        """Pull up to ``batch`` messages from an existing durable consumer.
 
-        With ``no_wait`` the server answers at once with what it has (maybe nothing); otherwise
-        it answers when ``batch`` messages are delivered or ``expires`` seconds have passed.
-        """
+@runtime_checkable
+class KeyValue(Protocol):
+    """Key-value buckets (schemas, JSON stores, the migrations record): always the real server."""
 
-    # -- key-value ----------------------------------------------------------------------------
 
     async def kv_create(
         self,
@@ -245,3 +273,10 @@ class Transport(Protocol):
         """The bucket's current contents (``watch.initial``) and a channel of later changes."""
 
     async def kv_delete_bucket(self, bucket: str) -> None: ...
+
+
+@runtime_checkable
+class Transport(Messaging, JetStreamAdmin, KeyValue, Protocol):
+    """Every NATS operation Polyn needs: :class:`Messaging`, :class:`JetStreamAdmin` and
+    :class:`KeyValue`. Layer 4 holds one (``transport_for(conn)``) and each part of it uses
+    only the protocol it needs."""

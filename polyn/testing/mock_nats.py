@@ -72,13 +72,9 @@ from polyn.errors import (
     StreamError,
 )
 from polyn.naming import subject_matches
+from polyn.nats.jsapi import JetStreamApi
+from polyn.nats.limits import check_subject, checked_headers
 from polyn.nats.message import ACK, NAK, PROGRESS, TERM, Message
-from polyn.nats.nats_transport import (
-    _check_subject,
-    _checked_headers,
-    _consumer_info,
-    _stream_info,
-)
 from polyn.nats.transport import (
     ConsumerInfo,
     KvEntry,
@@ -487,46 +483,18 @@ class MockNats:
             await self._snapshot(real)
 
     async def _snapshot(self, real: Transport) -> None:
-        streams: list[StreamInfo] = []
-        offset = 0
-        while True:
-            raw = await self._api(real, "STREAM.LIST", {"offset": offset})
-            page = raw.get("streams") or []
-            streams.extend(_stream_info(s) for s in page)
-            offset += len(page)
-            if not page or offset >= raw.get("total", 0):
-                break
+        api = JetStreamApi(real.request)
+        streams = await api.list_streams()
         consumers: list[ConsumerInfo] = []
 
         async def list_consumers(stream: str) -> None:
-            offset = 0
-            while True:
-                raw = await self._api(real, f"CONSUMER.LIST.{stream}", {"offset": offset})
-                page = raw.get("consumers") or []
-                consumers.extend(_consumer_info(c) for c in page)
-                offset += len(page)
-                if not page or offset >= raw.get("total", 0):
-                    return
+            consumers.extend(await api.list_consumers(stream))
 
         async with trio.open_nursery() as nursery:
             for info in streams:
                 if info.state.get("consumer_count", 1):
                     nursery.start_soon(list_consumers, info.name)
         self._replace_snapshot(streams, consumers)
-
-    async def _api(self, real: Transport, subject: str, payload: Any) -> dict[str, Any]:
-        reply = await real.request("$JS.API." + subject, _json_bytes(payload), timeout=10)
-        raw: dict[str, Any] = json.loads(reply.data)
-        if "error" in raw:
-            error = raw["error"]
-            if subject.startswith("CONSUMER.LIST.") and error.get("err_code") == 10059:
-                return {}  # the stream was deleted meanwhile
-            raise StreamError(
-                f"reading the server's {subject}: {error.get('description')}",
-                code=error.get("code"),
-                err_code=error.get("err_code"),
-            )
-        return raw
 
     def _replace_snapshot(self, streams: list[StreamInfo], consumers: list[ConsumerInfo]) -> None:
         old = self._streams
@@ -621,8 +589,8 @@ class MockNats:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None
     ) -> dict[str, str]:
         self._check_open()
-        _check_subject(subject)
-        return _checked_headers(subject, data, headers, self.max_payload)
+        check_subject(subject)
+        return checked_headers(subject, data, headers, self.max_payload)
 
     # -- core NATS ----------------------------------------------------------------------------
 
@@ -637,7 +605,7 @@ class MockNats:
         await trio.lowlevel.checkpoint_if_cancelled()
         hdrs = self._check_publish(subject, data, headers)
         if reply_to is not None:
-            _check_subject(reply_to, "reply subject")
+            check_subject(reply_to, "reply subject")
         self._route(subject, bytes(data), hdrs, reply_to)
         stream = self._capturing(subject)
         if stream is not None:  # a core publish is stored by a stream that captures it
@@ -680,7 +648,7 @@ class MockNats:
     ) -> Subscription:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        _check_subject(subject)
+        check_subject(subject)
         sub = _MockSubscription(self, subject, queue, max_pending)
         self._subs.append(sub)
         await trio.lowlevel.cancel_shielded_checkpoint()

@@ -115,7 +115,7 @@ async def _stop_all_but_connections(running: Running) -> None:
     """Stop the App's top-level children in reverse start order, its NatsConnections aside."""
     for child in reversed(await running.tree.which_children()):
         if child.ref is not None and not isinstance(child.spec, NatsConnection):
-            await running.tree.terminate_child(child.ref)
+            await running.tree.terminate_child(child.spec)
 
 
 def _hook(conn: object) -> Transport | None:

@@ -15,6 +15,13 @@ Polyn imports it.
 ``schemas`` is a :class:`polyn.codec.Schemas` or the plain ``{message name: JSON Schema}``
 data of the ``polyn_schemas`` fixture.
 
+Draws are only what Polyn accepts. hypothesis-jsonschema's own format strategies follow the RFCs,
+which are not Polyn's (Elixir's) checks: its e-mail addresses have top-level domains of any
+length, and Polyn, like the Elixir client, takes 2 to 6 letters. So every format Polyn checks
+(:data:`FORMAT_STRATEGIES`, see ``docs/reference/formats.md``) gets a strategy of typical values
+filtered through Polyn's own check, and every drawn payload is kept only if Polyn's validator
+accepts it (patterns, too, mean what Polyn's engine says, not Python's ``re``).
+
 Example::
 
     from hypothesis import given
@@ -33,20 +40,84 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any, Literal, overload
 
-import jsonschema
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
+from polyn._json_formats import FORMATS
 from polyn.codec import Schemas, encode
 from polyn.config import Config
 from polyn.errors import SchemaError
 from polyn.event import Event
 
-__all__ = ["events", "invalid_events", "json_values"]
+__all__ = ["FORMAT_STRATEGIES", "events", "invalid_events", "json_values"]
+
+
+def _checked(name: str, strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    check: Callable[[object], bool] = FORMATS[name]
+    return strategy.filter(check)
+
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?"
+_HOSTS = st.from_regex(rf"{_LABEL}(?:\.{_LABEL}){{0,3}}", fullmatch=True)
+_URIS = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}{path}",
+    st.sampled_from(["http", "https", "urn", "nats", "s3"]),
+    _HOSTS,
+    st.from_regex(r"(?:/[A-Za-z0-9._~-]{0,8}){0,3}(?:\?[a-z]=[0-9]{1,3})?", fullmatch=True),
+)
+_POINTER_TOKENS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=5)
+
+FORMAT_STRATEGIES: Mapping[str, st.SearchStrategy[str]] = {
+    "date-time": _checked(
+        "date-time",
+        st.datetimes(timezones=st.just(UTC)).map(
+            lambda when: when.isoformat().replace("+00:00", "Z")
+        ),
+    ),
+    "date": _checked("date", st.dates().map(lambda day: day.isoformat())),
+    # hypothesis-jsonschema also filters with jsonschema's checkers, whose "time" is draft 3's.
+    "time": _checked("time", st.times().map(lambda when: when.strftime("%H:%M:%S"))),
+    "email": _checked(
+        "email",
+        st.from_regex(
+            rf"[A-Za-z0-9_+-]{{1,10}}(?:\.[A-Za-z0-9_+-]{{1,6}}){{0,2}}@(?:{_LABEL}\.){{1,3}}"
+            r"[a-z]{2,6}",
+            fullmatch=True,
+        ),
+    ),
+    "hostname": _checked("hostname", _HOSTS),
+    "ipv4": _checked("ipv4", st.ip_addresses(v=4).map(str)),
+    "ipv6": _checked("ipv6", st.ip_addresses(v=6).map(str)),
+    "uri": _checked("uri", _URIS),
+    "uri-reference": _checked(
+        "uri-reference",
+        _URIS
+        | st.from_regex(r"/?[A-Za-z0-9._~-]{1,8}(?:/[A-Za-z0-9._~-]{1,8}){0,3}", fullmatch=True),
+    ),
+    "json-pointer": _checked(
+        "json-pointer",
+        st.lists(_POINTER_TOKENS, max_size=4).map(
+            lambda parts: "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+        ),
+    ),
+}
+"""A strategy for every ``format`` Polyn checks, drawing only values Polyn accepts (and so
+does the Elixir client): give them to hypothesis-jsonschema's ``custom_formats``."""
+
+
+def _payloads(schema: Any, accepts: Callable[[Any], bool]) -> st.SearchStrategy[Any]:
+    with warnings.catch_warnings():
+        # Replacing hypothesis-jsonschema's standard formats is the point.
+        warnings.filterwarnings("ignore", "Overriding standard format", HypothesisWarning)
+        drawn = from_schema(schema, custom_formats=dict(FORMAT_STRATEGIES))
+    return drawn.filter(accepts)
+
 
 _DEFAULT_CONFIG = Config(domain="com.test", source_root="test.service")
 _TOKEN = st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True)
@@ -89,9 +160,13 @@ def _as_schemas(schemas: Schemas | Mapping[str, Any]) -> Schemas:
 
 @st.composite
 def _event(
-    draw: st.DrawFn, event_type: str, schema: Any, config: Config, source: str | None
+    draw: st.DrawFn,
+    event_type: str,
+    payloads: st.SearchStrategy[Any],
+    config: Config,
+    source: str | None,
 ) -> Event:
-    data = draw(from_schema(schema))
+    data = draw(payloads)
     when = draw(st.datetimes(timezones=st.just(UTC)))
     event_source = source
     if event_source is None:
@@ -145,10 +220,11 @@ def events(
     """
     config = config or _DEFAULT_CONFIG
     schema = _schema_of(event_type, schemas)
-    strategy = _event(event_type, schema, config, source)
+    compiled = _as_schemas(schemas)
+    payloads = _payloads(schema, lambda data: compiled.is_valid(event_type, data))
+    strategy = _event(event_type, payloads, config, source)
     if not encoded:
         return strategy
-    compiled = _as_schemas(schemas)
     return strategy.map(lambda event: encode(event, compiled, config))
 
 
@@ -168,7 +244,7 @@ def invalid_events(
     the event until the schema is back.)
     """
     config = config or _DEFAULT_CONFIG
-    schema = _schema_of(event_type, schemas)
+    _schema_of(event_type, schemas)  # SchemaError at once when there is none
     compiled = _as_schemas(schemas)
     valid_bodies = events(event_type, compiled, config=config, encoded=True)
     valid_documents = valid_bodies.map(json.loads)
@@ -211,12 +287,13 @@ def invalid_events(
     )
     parts = [truncated, with_change(envelope), with_change(names)]
 
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema, format_checker=jsonschema.FormatChecker())
-    refused = [value for value in _CANDIDATES if not validator.is_valid(value)]
+    def refuses(value: Any) -> bool:
+        return not compiled.is_valid(event_type, value)
+
+    refused = [value for value in _CANDIDATES if refuses(value)]
     if refused:
         bad_data = st.sampled_from(refused)
         if len(refused) >= len(_CANDIDATES) // 4:
-            bad_data = bad_data | json_values().filter(lambda value: not validator.is_valid(value))
+            bad_data = bad_data | json_values().filter(refuses)
         parts.append(with_change(bad_data.map(lambda value: set_to("data", value))))
     return st.one_of(parts)

@@ -14,6 +14,15 @@ import trio.testing
 from polyn.actors import Actor
 
 
+class Log(list[Any]):
+    """A list a test shares with its actors.
+
+    A start copies plain ``list``, ``dict`` and ``set`` constructor arguments (so a restart
+    starts from the spec) but passes every other object by identity, subclasses included: a
+    ``Log`` is the same object in the test and in every run of the actor.
+    """
+
+
 def kind(reason: object) -> str:
     """A reason as a test compares it: ``"normal"``, ``"shutdown"`` or the exception's class."""
     if isinstance(reason, BaseException):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from actor_support import Recorder, events, settle
+from actor_support import Log, Recorder, events, settle
 
 from polyn.actors import Actor, Restart, Supervisor, current_tree
 from polyn.errors import ActorError
@@ -19,7 +19,7 @@ async def test_call_returns_what_handle_call_returns() -> None:
 
 
 async def test_casts_reach_handle_cast_in_the_order_sent() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     async with Supervisor([Recorder(log, name="a")]).run() as tree:
         for i in range(300):  # more than a mailbox holds
             await tree.ref("a").cast(i)
@@ -28,7 +28,7 @@ async def test_casts_reach_handle_cast_in_the_order_sent() -> None:
 
 
 async def test_send_reaches_handle_info() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     async with Supervisor([Recorder(log, name="a")]).run() as tree:
         await tree.ref("a").send({"hello": 1})
         await settle()
@@ -147,7 +147,7 @@ async def test_a_running_actor_knows_its_ref_name_tree_and_context() -> None:
 
 
 async def test_stopping_normally_runs_terminate_with_normal_and_frees_the_name() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     async with Supervisor([Recorder(log, name="a", restart="transient")]).run() as tree:
         await tree.ref("a").cast("stop")
         await settle()
@@ -166,7 +166,7 @@ async def test_a_reply_returned_before_stopping_is_still_sent() -> None:
 
 
 async def test_stop_called_in_init_stops_right_after_init() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
 
     class Once(Recorder):
         async def init(self) -> None:
@@ -182,7 +182,7 @@ async def test_stop_called_in_init_stops_right_after_init() -> None:
 async def test_a_callback_exception_crashes_the_actor_runs_terminate_and_logs_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     with caplog.at_level(logging.ERROR, logger="polyn.actors"):
         async with Supervisor([Recorder(log, name="a")]).run() as tree:
             await tree.ref("a").cast("crash")
@@ -227,7 +227,7 @@ async def test_helper_tasks_run_until_the_actor_stops_and_terminate_sees_them_ru
 
 
 async def test_a_failing_helper_task_crashes_its_actor() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     failures: list[str] = []
 
     class Fragile(Recorder):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from actor_support import Recorder, events, settle
+from actor_support import Log, Recorder, events, settle
 
 from polyn.actors import Actor, Supervisor
 from polyn.errors import ActorError, CallTimeout
@@ -32,7 +32,7 @@ class Gate(Actor):
 
 async def test_a_full_mailbox_makes_senders_wait_and_drops_nothing() -> None:
     opened = trio.Event()
-    seen: list[Any] = []
+    seen = Log()
     sent: list[int] = []
     async with Supervisor([Gate(opened, seen, name="gate", mailbox_size=3)]).run() as tree:
         gate = tree.ref("gate")
@@ -54,7 +54,7 @@ async def test_a_full_mailbox_makes_senders_wait_and_drops_nothing() -> None:
 
 async def test_senders_waiting_on_a_full_mailbox_get_in_in_the_order_they_came() -> None:
     opened = trio.Event()
-    seen: list[Any] = []
+    seen = Log()
     async with Supervisor([Gate(opened, seen, name="gate", mailbox_size=1)]).run() as tree:
         gate = tree.ref("gate")
         await gate.cast("first")
@@ -69,7 +69,7 @@ async def test_senders_waiting_on_a_full_mailbox_get_in_in_the_order_they_came()
 
 
 async def test_a_call_that_times_out_raises_call_timeout_and_the_late_reply_is_discarded() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     async with Supervisor([Recorder(log, name="a")]).run() as tree:
         a = tree.ref("a")
         with pytest.raises(CallTimeout, match=r"'a' got no reply within 0\.05 s"):
@@ -121,7 +121,7 @@ async def test_cast_and_send_to_a_stopped_actor_raise_actor_error() -> None:
 async def test_a_caller_gets_actor_error_as_soon_as_the_actor_crashes_during_its_call(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     spec = Recorder(log, name="a", terminate_sleep=3, shutdown=10)
     async with Supervisor([spec]).run() as tree:
         start = trio.current_time()
@@ -212,7 +212,7 @@ async def test_an_actor_casting_to_its_own_full_mailbox_gets_actor_error() -> No
 
 
 async def test_a_cancelled_caller_leaves_the_callee_running() -> None:
-    log: list[tuple[Any, ...]] = []
+    log = Log()
     async with Supervisor([Recorder(log, name="a")]).run() as tree:
         a = tree.ref("a")
         with trio.move_on_after(0.01):

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from actor_support import real_deadline
+from actor_support import Log, real_deadline
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -30,6 +30,10 @@ from polyn.actors import Actor, Restart, Strategy, Supervisor
 from polyn.errors import ActorError
 
 Event = tuple[str, ...]
+
+
+class Flags(set[str]):
+    """A set shared with every run of the children (a plain set would be copied per start)."""
 
 
 class Child(Actor):
@@ -181,8 +185,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 async def _observe(scenario: Scenario, clock: trio.testing.MockClock) -> tuple[Any, ...]:
     names = [f"c{i}" for i in range(len(scenario.restarts))]
-    log: list[Event] = []
-    fail_next: set[str] = set()
+    log: list[Event] = Log()
+    fail_next: set[str] = Flags()
     model = OtpModel(
         children=[_ModelChild(n, r) for n, r in zip(names, scenario.restarts, strict=True)],
         strategy=scenario.strategy,

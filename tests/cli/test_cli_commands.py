@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from _support import Names
+from _support import Names, Shared
 
 from polyn import PullConsumer, codec
 from polyn.actors import Supervisor
@@ -265,7 +265,7 @@ async def test_schemas_init_load_check_breaking_and_prune(
         "other.team.v1": b'{"type":"null"}',
     }
 
-    forced = await project.run("schemas", "load", "--allow-breaking", "--prune")
+    forced = await project.run("schemas", "load", "--allow-breaking", "--prune", "other.team.v1")
     assert forced.returncode == 0, forced.stderr
     assert "  removed other.team.v1" in forced.stdout
     assert list(await transport.kv_entries(project.schema_bucket)) == ["user.created.v1"]
@@ -281,6 +281,156 @@ async def test_invalid_schema_files_are_reported_before_connecting(project: Proj
     assert "Message names must be lowercase, alphanumeric and dot separated" in result.stderr
     assert "Invalid JSON Schema document for event app.widgets.v1" in result.stderr
     assert "could not connect" not in result.stderr
+
+
+async def _two_foreign_keys(project: Project, transport: NatsTransport) -> None:
+    (project.root / "schemas").mkdir()
+    (project.root / "schemas" / "mine.v1.json").write_text('{"type": "string"}')
+    await transport.kv_create(project.schema_bucket)
+    for key in ("other.team.v1", "third.team.v1"):
+        await transport.kv_put(project.schema_bucket, key, b'{"type":"null"}')
+
+
+async def test_prune_without_keys_refuses_and_names_the_consumers_that_read_them(
+    project: Project, transport: NatsTransport, names: Names
+) -> None:  # issue 21, item 2
+    await _two_foreign_keys(project, transport)
+    stream = names.stream("other")
+    await transport.create_stream({"name": stream, "subjects": ["other.team.v1"]})
+    try:
+        await transport.create_consumer(
+            stream,
+            {
+                "durable_name": "billing_other_team_v1",
+                "filter_subject": "other.team.v1",
+                "ack_policy": "explicit",
+            },
+        )
+        for flags in (["--prune"], ["--prune-all"]):
+            refused = await project.run("schemas", "load", *flags)
+            assert refused.returncode == 1, refused.stdout
+            assert "Refusing to delete them unasked" in refused.stderr
+            assert f"other.team.v1 (read by consumer {stream}/billing_other_team_v1)" in (
+                refused.stderr
+            )
+            assert "third.team.v1" in refused.stderr
+            assert "Traceback" not in refused.stderr
+            assert set(await transport.kv_entries(project.schema_bucket)) == {
+                "other.team.v1",
+                "third.team.v1",
+            }
+        named = await project.run("schemas", "load", "--prune", "other.team.v1")
+        assert named.returncode == 0, named.stderr
+        assert "  removed other.team.v1" in named.stdout
+        assert f"other.team.v1 was read by consumer {stream}/billing_other_team_v1" in named.stdout
+        assert set(await transport.kv_entries(project.schema_bucket)) == {
+            "third.team.v1",
+            "mine.v1",
+        }
+        typo = await project.run("schemas", "load", "--prune", "mine.v1")
+        assert typo.returncode == 1
+        assert "--prune takes keys that are in the bucket and not on disk" in typo.stderr
+        everything = await project.run("schemas", "load", "--prune-all", "--yes")
+        assert everything.returncode == 0, everything.stderr
+        assert list(await transport.kv_entries(project.schema_bucket)) == ["mine.v1"]
+    finally:
+        await transport.delete_stream(stream)
+
+
+async def test_prune_asks_key_by_key_on_a_terminal(
+    project: Project, transport: NatsTransport
+) -> None:
+    await _two_foreign_keys(project, transport)
+
+    def answer_on_a_terminal() -> tuple[int, str]:
+        import pty
+
+        main, terminal = pty.openpty()
+        command = [
+            sys.executable,
+            "-m",
+            "polyn.cli",
+            "schemas",
+            "load",
+            "--prune",
+            *project.flags(),
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=project.root,
+            env=clean_environment(),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(terminal)
+        os.write(main, b"y\nn\n")  # delete other.team.v1, keep third.team.v1
+        output, _ = process.communicate(timeout=60)
+        os.close(main)
+        return process.returncode, output.decode()
+
+    code, output = await trio.to_thread.run_sync(answer_on_a_terminal)
+    assert code == 0, output
+    assert "Delete other.team.v1? [y/N]" in output
+    assert "Delete third.team.v1? [y/N]" in output
+    assert set(await transport.kv_entries(project.schema_bucket)) == {"third.team.v1", "mine.v1"}
+
+
+async def test_a_schema_polyn_does_not_take_is_one_clear_line(project: Project) -> None:
+    folder = project.root / "schemas"
+    folder.mkdir()
+    (folder / "five.v1.json").write_text('{"$schema": 5}')
+    result = await project.run("schemas", "load", "--server", UNREACHABLE, flags=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("polyn: error: Invalid JSON Schema document for event five.v1")
+    assert "$schema 5 is not a string naming a draft" in lines[0]
+
+
+async def test_remote_references_are_refused_by_load_and_check(project: Project) -> None:
+    folder = project.root / "schemas"
+    folder.mkdir()
+    (folder / "meta.v1.json").write_text(
+        '{"$dynamicRef": "http://169.254.169.254/latest/meta-data/"}'
+    )
+    secret = project.root / "id_rsa"
+    secret.write_text('"-----BEGIN PRIVATE KEY----- s3cr3t-k3y"')
+    (folder / "secret.v1.json").write_text(json.dumps({"$ref": secret.as_uri()}))
+    for command in ("load", "check"):
+        result = await project.run("schemas", command, "--server", UNREACHABLE, flags=False)
+        assert result.returncode == 1
+        assert "meta.v1 (" in result.stderr and "secret.v1 (" in result.stderr
+        assert "does not resolve inside the schema; Polyn fetches nothing" in result.stderr
+        assert "s3cr3t" not in result.stderr + result.stdout
+
+
+async def test_a_json_syntax_error_names_the_file_line_and_column(project: Project) -> None:
+    folder = project.root / "schemas"
+    folder.mkdir()
+    path = folder / "broken.v1.json"
+    path.write_text('{\n  "type": "object",\n  properties: {}\n}\n')
+    result = await project.run("schemas", "check", "--server", UNREACHABLE, flags=False)
+    assert result.returncode == 1
+    where = path.relative_to(project.root)
+    assert f"({where}, line 3, column 3: Expecting property name enclosed in double quotes)" in (
+        result.stderr
+    )
+
+
+async def test_schemas_init_refuses_a_folder_that_is_not_empty(project: Project) -> None:
+    folder = project.root / "schemas"
+    folder.mkdir()
+    (folder / "order.placed.v1.json").write_text('{"type": "object"}')
+    result = await project.run("schemas", "init", flags=False)
+    assert result.returncode == 1
+    assert "is not empty (order.placed.v1.json); nothing was written" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["order.placed.v1.json"]
+    (project.root / "fresh").mkdir()
+    (project.root / "fresh" / ".gitkeep").write_text("")
+    fine = await project.run("schemas", "init", "fresh", flags=False)
+    assert fine.returncode == 0, fine.stderr
 
 
 async def test_a_subcommand_group_without_a_subcommand_is_a_usage_error(project: Project) -> None:
@@ -461,7 +611,7 @@ async def test_a_generated_consumer_migration_gives_a_consumer_polyn_starts_on(
     event = Event.new(config, event_type, {"order": 1})
     body = codec.encode(event, codec.Schemas.from_dict({event_type: schema}), config)
     await transport.js_publish(event_type, body)
-    seen: list[object] = []
+    seen: list[object] = Shared()
     children = [
         NatsConnection(),
         SchemaStore(schemas={event_type: schema}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from _support import SharedDict
 from consumer_support import Setup, wait_until
 
 from polyn.consumers import BatchInfo, Pipeline, PipelineMessage
@@ -45,7 +46,7 @@ async def test_events_flow_through_processors_and_batches_and_are_acked(setup: S
     await setup.create()
     for n in range(95):
         await setup.publish(n)
-    log: dict[str, list[Any]] = {}
+    log: dict[str, list[Any]] = SharedDict()
     async with setup.tree(Ledger(log, type=setup.type)):
         await wait_until(lambda: len(log.get("stored", [])) == 95)
         state = await wait_until_settled(setup)
@@ -89,7 +90,7 @@ async def test_invalid_events_are_terminated_and_the_valid_ones_of_the_batch_go_
             await setup.publish_raw(body)
         else:
             await setup.publish(n)
-    log: dict[str, list[Any]] = {}
+    log: dict[str, list[Any]] = SharedDict()
     async with trio.open_nursery() as nursery:
         await setup.watch_deadletters(nursery)
         async with setup.tree(Ledger(log, type=setup.type)):
@@ -170,7 +171,7 @@ async def test_a_failing_batch_is_redelivered_and_fail_term_dead_letters(setup: 
                 raise RuntimeError("deadlock, try again")
             await super().handle_batch(batcher, messages, batch_info)
 
-    log: dict[str, list[Any]] = {}
+    log: dict[str, list[Any]] = SharedDict()
     async with trio.open_nursery() as nursery:
         await setup.watch_deadletters(nursery)
         async with setup.tree(Flaky(log, type=setup.type)):
@@ -188,7 +189,7 @@ async def test_graceful_stop_finishes_in_flight_work_and_loses_nothing(setup: Se
     total = 200
     for n in range(total):
         await setup.publish(n)
-    log: dict[str, list[Any]] = {}
+    log: dict[str, list[Any]] = SharedDict()
 
     class SlowLedger(Ledger):
         async def handle_message(self, processor: str, message: PipelineMessage) -> Any:
@@ -205,7 +206,7 @@ async def test_graceful_stop_finishes_in_flight_work_and_loses_nothing(setup: Se
     # what was stored is acked; what was fetched but not started was naked (JetStream keeps a
     # naked message "ack pending" until it is redelivered), the rest was never fetched
     assert state["num_ack_pending"] + state["num_pending"] == total - len(stored)
-    again: dict[str, list[Any]] = {}
+    again: dict[str, list[Any]] = SharedDict()
     async with setup.tree(Ledger(again, type=setup.type)):
         # well within the consumer's 30 s ack_wait: nothing was left waiting for it
         await wait_until(

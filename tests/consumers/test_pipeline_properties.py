@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import trio
-from _support import Names
+from _support import Names, SharedDict
 from consumer_support import Setup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,7 +87,7 @@ async def test_every_valid_event_is_handled_and_every_invalid_one_dead_lettered(
                 invalid_bodies.add(body)
             else:
                 valid_ids.add(event_id)
-        record: dict[str, Any] = {"attempts": [], "unique": set(), "batches": 0}
+        record: dict[str, Any] = SharedDict({"attempts": [], "unique": set(), "batches": 0})
         async with trio.open_nursery() as nursery:
             await setup.watch_deadletters(nursery)
             async with setup.tree(Dedup(record, type=setup.type, name="ledger")) as tree:

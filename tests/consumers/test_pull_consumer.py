@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+from _support import Shared
 from consumer_support import Setup, wait_until
 
 from polyn.consumers import Ack, Nak, PullConsumer
@@ -34,7 +35,7 @@ async def test_handles_events_one_at_a_time_in_stream_order_and_acks_them(setup:
     await setup.create()
     for n in range(25):
         await setup.publish(n)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with setup.tree(Recorder(seen, type=setup.type, prefetch=7)):
         await wait_until(lambda: len(seen) == 25)
         for n in range(25, 30):  # and events published while it runs
@@ -62,7 +63,7 @@ async def test_an_invalid_event_is_terminated_dead_lettered_and_the_next_one_han
     await setup.publish_raw(invalid)
     await setup.publish_raw(b"definitely not json")
     good = await setup.publish(2)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with trio.open_nursery() as nursery:
         await setup.watch_deadletters(nursery)
         async with setup.tree(Recorder(seen, type=setup.type)) as tree:
@@ -104,7 +105,7 @@ async def test_nak_redelivers_term_does_not_and_none_lets_the_handler_ack_later(
 
     for n in range(4):
         await setup.publish(n)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with setup.tree(Recorder(seen, decide, type=setup.type)):
         await wait_until(lambda: (1, 2) in seen)
         with trio.fail_after(5):
@@ -129,7 +130,7 @@ async def test_a_delayed_nak_waits_before_redelivery(setup: Setup) -> None:
         return Nak(delay=0.6) if delivered == 1 else Ack.ACK
 
     await setup.publish(0)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with setup.tree(Recorder(seen, decide, type=setup.type)):
         await wait_until(lambda: 2 in times)
     assert times[2] - times[1] >= 0.55
@@ -141,7 +142,7 @@ async def test_a_failing_handler_is_retried_then_terminated_at_max_failures(
     await setup.create()
     await setup.publish(0)
     await setup.publish(1)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
 
     def decide(event: Event, msg: Message) -> Any:
         if event.data["n"] == 0:
@@ -190,7 +191,7 @@ async def test_a_custom_stream_name_skips_the_lookup(setup: Setup) -> None:
     but with stream_name given the consumer must not depend on it."""
     await setup.create()
     await setup.publish(7)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with setup.tree(Recorder(seen, type=setup.type, stream_name=setup.stream)):
         await wait_until(lambda: seen == [(7, 1)])
     with pytest.raises(ActorError):
@@ -202,7 +203,7 @@ async def test_stopping_naks_the_prefetched_events_and_loses_none(setup: Setup) 
     await setup.create()
     for n in range(20):
         await setup.publish(n)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
 
     class Slow(Recorder):
         async def handle_message(self, event: Event, msg: Message) -> Any:
@@ -215,7 +216,7 @@ async def test_stopping_naks_the_prefetched_events_and_loses_none(setup: Setup) 
     state = await setup.consumer_state()
     # what was handled is acked; the rest (prefetched and naked, or never fetched) remains
     assert state["num_ack_pending"] + state["num_pending"] == 20 - len(handled)
-    seen_again: list[Any] = []
+    seen_again: list[Any] = Shared()
     async with setup.tree(Recorder(seen_again, type=setup.type)):
         # well within the consumer's 30 s ack_wait: the prefetched events were given back
         await wait_until(lambda: len(handled | {n for n, _ in seen_again}) == 20, timeout=10)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
 import pytest
 import trio
 from core_support import Core
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from polyn.actors import Actor
 from polyn.app import App
-from polyn.errors import NamingError, RequestTimeout, StreamError, ValidationError
+from polyn.errors import HeaderError, NamingError, RequestTimeout, StreamError, ValidationError
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, Subscription
 from polyn.publish import pub, reply, request
@@ -73,10 +76,9 @@ async def test_headers_carry_the_event_id_custom_headers_and_traceparent(
     (span,) = [s for s in spans.get_finished_spans() if s.name == f"{subject} send"]
     context = span.get_span_context()
     assert span.kind is SpanKind.PRODUCER  # #76
-    flags = int(context.trace_flags)
-    assert flags & 1  # sampled; newer SDKs also set W3C's "random" bit (0x02)
-    assert msg.headers["traceparent"] == (  # #77
-        f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
+    assert int(context.trace_flags) & 1  # sampled; newer SDKs also set W3C's "random" bit (0x02)
+    assert msg.headers["traceparent"] == (  # #77, flags cut to the sampled bit (issue 19)
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
     )
     assert dict(span.attributes or {}) == {
         "messaging.system": "NATS",
@@ -327,3 +329,189 @@ async def test_pub_by_connection_name_inside_the_tree(core: Core) -> None:
     async with core.app(Greeter()).run():
         assert json.loads((await next_message(sub)).data)["data"] == "from inside"
     await sub.aclose()
+
+
+async def test_a_user_header_cannot_shadow_the_event_id_or_the_trace_context(core: Core) -> None:
+    """Issue 21, finding 1: a user's ``nats-msg-id`` (any case) or ``traceparent`` header is
+    dropped, so two events are never taken for duplicates of each other."""
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    await core.transport.create_stream({"name": stream, "subjects": [subject], "storage": "memory"})
+    sub = await core.transport.subscribe(subject)
+    user = {"nats-msg-id": "same", "NATS-MSG-ID": "same", "TraceParent": "00-x-y-01", "X": "1"}
+    try:
+        async with core.app().run() as running:
+            acks = [await pub(running, subject, {"name": n}, headers=user, ack=True) for n in "ab"]
+            assert [(a is not None and a.duplicate) for a in acks] == [False, False]
+            for _ in "ab":
+                msg = await next_message(sub)
+                names = [key.lower() for key in msg.headers]
+                assert names.count("nats-msg-id") == 1
+                assert msg.headers["Nats-Msg-Id"] == json.loads(msg.data)["id"]
+                assert "TraceParent" not in msg.headers and msg.headers["X"] == "1"
+    finally:
+        await sub.aclose()
+        await core.transport.delete_stream(stream)
+
+
+async def test_an_event_id_with_a_line_break_cannot_inject_a_header(core: Core) -> None:
+    from polyn._resolve import resolve
+    from polyn.publish import publish_event
+
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    await core.transport.create_stream({"name": stream, "subjects": [subject], "storage": "memory"})
+    try:
+        async with core.app().run() as running:
+            resolved = resolve(running)
+            for ack in (False, True):
+                event = Event.new(
+                    core.config, subject, {"name": "Ada"}, id="x\r\nNats-Msg-Id: injected"
+                )
+                with pytest.raises(HeaderError):
+                    await publish_event(resolved, event, ack=ack, subject=subject)
+            await resolved.transport.flush()
+        assert (await core.transport.stream_info(stream)).state["messages"] == 0
+    finally:
+        await core.transport.delete_stream(stream)
+
+
+async def test_traceparent_on_the_wire_has_only_the_sampled_flag(
+    core: Core, spans: InMemorySpanExporter
+) -> None:
+    """Issue 19: the SDK sets W3C level 2's random-trace-id bit (flags ``03``); Elixir's
+    propagator accepts only ``00`` / ``01``. Read off a raw NATS protocol connection, so what
+    is checked is the bytes the server delivers, not a client's parsing of them."""
+    subject = core.type("pub.test.event.v1")
+    host, port = core.url.removeprefix("nats://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    buffer = b""
+
+    async def read_until(marker: bytes) -> bytes:
+        nonlocal buffer
+        with trio.fail_after(5):
+            while marker not in buffer:
+                chunk = await stream.receive_some(65536)
+                assert chunk, "the server closed the connection"
+                buffer += chunk
+        head, _, buffer = buffer.partition(marker)
+        return head + marker
+
+    await read_until(b"\r\n")  # INFO
+    await stream.send_all(
+        b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n'
+        + f"SUB {subject} 1\r\nPING\r\n".encode()
+    )
+    await read_until(b"PONG\r\n")
+    async with core.app().run() as running:
+        for _ in range(20):
+            await pub(running, subject, "foo")
+    frames = b""
+    while frames.count(b"HMSG ") < 20:
+        frames += await read_until(b"\r\n\r\n")
+    await stream.aclose()
+    parents = re.findall(rb"\r\ntraceparent: ([^\r]*)\r\n", frames)
+    assert len(parents) == 20
+    for value in parents:
+        assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", value), value
+    assert {value[-2:] for value in parents} == {b"01"}  # the test SDK samples while testing
+
+
+def test_a_received_traceparent_with_other_flags_is_still_accepted(
+    spans: InMemorySpanExporter,
+) -> None:
+    from opentelemetry import trace
+
+    from polyn import tracing
+
+    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    for flags in ("03", "ff", "02"):
+        context = tracing.extract({"traceparent": f"00-{trace_id}-{span_id}-{flags}"})
+        assert context is not None
+        parent = trace.get_current_span(context).get_span_context()
+        assert (f"{parent.trace_id:032x}", f"{parent.span_id:016x}") == (trace_id, span_id)
+        assert parent.is_remote
+
+
+async def test_pub_with_an_id_deduplicates_a_retry_and_its_error_carries_the_id(
+    core: Core,
+) -> None:
+    """Issue 21, finding 14: a ``pub(ack=True)`` that raised could not be retried safely."""
+    subject = core.type("user.created.v1")
+    stream = core.names.stream()
+    async with core.app().run() as running:
+        with pytest.raises(StreamError) as failed:
+            await pub(running, subject, {"name": "Ada"}, ack=True)
+        assert failed.value.event_id is not None
+        with pytest.raises(StreamError) as again:
+            await pub(running, subject, {"name": "Ada"}, ack=True, id=failed.value.event_id)
+        assert again.value.event_id == failed.value.event_id
+        await core.transport.create_stream(
+            {"name": stream, "subjects": [subject], "storage": "memory"}
+        )
+        try:
+            first = await pub(running, subject, {"name": "Ada"}, ack=True, id="order-1")
+            retry = await pub(running, subject, {"name": "Ada"}, ack=True, id="order-1")
+            assert first is not None and retry is not None
+            assert (first.duplicate, retry.duplicate, retry.seq) == (False, True, first.seq)
+            assert (await core.transport.stream_info(stream)).state["messages"] == 1
+        finally:
+            await core.transport.delete_stream(stream)
+
+
+async def test_request_with_message_returns_the_replys_headers_and_subject(core: Core) -> None:
+    """Issue 19: the reply's headers and subject were unreachable."""
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+
+    class HeaderReplier(Replier):
+        async def loop(self) -> None:
+            async for msg in self.sub:
+                assert msg.reply_to is not None
+                await reply("nats", msg.reply_to, answer, "bar", headers={"X-Region": "eu"})
+
+    async with core.app(HeaderReplier(asked, answer)).run() as running:
+        event, message = await request(running, asked, "foo", timeout=5, with_message=True)
+        plain = await request(running, asked, "foo", timeout=5)
+    assert event.data == "bar" and plain.data == "bar"
+    assert message.headers["X-Region"] == "eu"
+    assert message.headers["Nats-Msg-Id"] == event.id
+    assert message.subject.startswith("_INBOX.")
+    assert json.loads(message.data)["id"] == event.id
+
+
+# -- the hot path's envelope template ---------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_JSON, source=st.sampled_from([None, "signup", "a.b"]), event_id=st.text(min_size=1))
+def test_the_template_writes_the_bytes_codec_encode_writes(
+    data: Any, source: str | None, event_id: str
+) -> None:
+    """The hot path's envelope (issue 17) is byte for byte what ``codec.encode`` writes, or
+    it steps aside (``_plain_json`` false, or orjson refuses) and the codec decides."""
+    from polyn import codec
+    from polyn.config import Config
+    from polyn.publish import _plain_json, _template
+
+    config = Config(domain="com.test", source_root="user.backend")
+    template = _template(config, "user.created.v1", source)
+    event = Event.new(config, "user.created.v1", data, source=source, id=event_id)
+    assert event.time is not None
+    try:
+        expected = codec.encode(event, codec.Schemas.from_dict({"user.created.v1": True}), config)
+    except ValidationError:
+        expected = None
+    if not _plain_json(data):
+        return
+    try:
+        rendered = template.render(event_id, event.time, data)
+    except Exception:
+        return  # orjson refused (a lone surrogate): pub then goes through the codec
+    assert expected is not None, "the template accepted what the codec refuses"
+    assert rendered == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,3 +169,168 @@ async def test_json_store_without_its_bucket_fails_to_start(core: Core) -> None:
         async with App(core.config, [NatsConnection(), JSONStore(core.names.bucket("no"))]).run():
             pass
     assert isinstance(caught.value.__cause__, BucketNotFoundError)
+
+
+# -- hostile and careless keys (issue 21, items 4, 6, 7 and 13; issue 19, combined schemas) ------
+
+DRAFT_2020 = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _deep_schema(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"properties": {"a": schema}}
+    return schema
+
+
+async def test_bad_keys_are_skipped_and_logged_and_never_stop_the_store(
+    core: Core, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_text('"-----BEGIN PRIVATE KEY----- s3cr3t-k3y"')
+    bad = {
+        "schema.five.v1": b'{"$schema": 5}',
+        "deep.v1": json.dumps(_deep_schema(300)).encode(),
+        "junk.v1": b"{not json",
+        "not.a.schema.v1": b'{"type": "not-a-valid-type"}',
+        "anchor.typo.v1": json.dumps(
+            {
+                "$schema": DRAFT_2020,
+                "$defs": {"address": {"$anchor": "address", "type": "object"}},
+                "properties": {"home": {"$ref": "#adress"}},
+            }
+        ).encode(),
+        "dynamic.nowhere.v1": json.dumps(
+            {"$schema": DRAFT_2020, "properties": {"a": {"$dynamicRef": "#nowhere"}}}
+        ).encode(),
+        "metadata.v1": b'{"$dynamicRef": "http://169.254.169.254/latest/meta-data/"}',
+        "secret.v1": json.dumps({"$ref": secret.as_uri()}).encode(),
+        "backtracking.v1": b'{"pattern": "(a)\\\\1"}',
+    }
+    for name, value in bad.items():
+        await core.transport.kv_put(core.bucket, core.type(name), value)
+    for attempt in range(2):  # a fresh start works the same
+        caplog.clear()
+        async with core.app().run() as running:
+            assert running.health()
+            store = store_of(running, core.bucket)
+            for name in bad:
+                assert core.type(name) not in store.schemas
+            assert core.type("user.created.v1") in store.schemas
+            logged = "\n".join(record.getMessage() for record in caplog.records)
+            for name in bad:
+                assert f"skipping key {core.type(name)!r}" in logged, (attempt, name)
+            assert "$schema 5 is not a string" in logged
+            assert "does not resolve inside the schema" in logged
+            assert "s3cr3t" not in logged
+            with pytest.raises(codec.SchemaNotFoundError):
+                codec.encode(
+                    Event.new(core.config, core.type("metadata.v1"), 1), store.schemas, core.config
+                )
+
+
+async def test_a_bad_key_arriving_through_the_watch_is_skipped_too(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with core.app().run() as running:
+        store = store_of(running, core.bucket)
+        name, good = core.type("user.created.v1"), core.type("good.v1")
+        await core.transport.kv_put(core.bucket, name, json.dumps(_deep_schema(300)).encode())
+        await core.transport.kv_put(core.bucket, good, b'{"type": "integer"}')
+        await wait_until(lambda: good in store.schemas)
+        assert name not in store.schemas
+        assert running.health()
+        assert f"skipping key {name!r}" in caplog.text
+
+
+def _combined(payload: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvent schema with the payload inside, as polyn-cli <= 0.2 stored it (§16.18)."""
+    envelope = json.loads(
+        (Path(codec.__file__).parent / "cloud_event_schema.json").read_text("utf-8")
+    )
+    envelope["definitions"] = {"datadef": payload}
+    envelope["properties"]["data"] = {"$ref": "#/definitions/datadef"}
+    return envelope
+
+
+async def test_a_combined_schema_from_the_old_cli_is_applied_to_the_whole_event(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = core.type("old.widget.v1")
+    payload = {"type": "object", "required": ["size"], "properties": {"size": {"type": "integer"}}}
+    await core.transport.kv_put(core.bucket, name, json.dumps(_combined(payload)).encode())
+    async with core.app().run() as running:
+        assert running.health()
+        store = store_of(running, core.bucket)
+        assert name in store.schemas
+        assert f"key {name!r} holds a combined CloudEvent schema" in caplog.text
+        assert "`polyn schemas load`" in caplog.text
+        body = codec.encode(Event.new(core.config, name, {"size": 3}), store.schemas, core.config)
+        assert codec.decode(body, store.schemas, core.config).data == {"size": 3}
+        with pytest.raises(codec.ValidationError, match="Property: `#/data/size` - 'big'"):
+            codec.encode(Event.new(core.config, name, {"size": "big"}), store.schemas, core.config)
+        assert store.schemas.is_valid(name, {"size": 3})
+        assert not store.schemas.is_valid(name, {"size": "big"})
+
+
+async def test_a_deleted_and_recreated_bucket_restarts_the_store_which_sees_the_new_schemas(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = core.type("user.created.v1")
+    app = App(core.config, [NatsConnection(), SchemaStore(bucket_check_interval=0.1)])
+    async with app.run() as running:
+        first = store_of(running, core.bucket)
+        assert first.schemas.is_valid(name, {"name": "Ada"})
+        await core.transport.kv_delete_bucket(core.bucket)
+        await core.transport.kv_create(core.bucket)
+        stricter = {"type": "object", "required": ["name", "email"]}
+        await core.transport.kv_put(core.bucket, name, json.dumps(stricter).encode())
+
+        def restarted_with_stricter_schema() -> bool:
+            actor = running.whereis(core.bucket)
+            try:
+                store = actor.running_actor() if actor is not None else None
+            except ActorError:
+                return False  # between the crash and the restart
+            return (
+                isinstance(store, SchemaStore)
+                and store is not first
+                and store.schemas.get(name) == stricter
+            )
+
+        await wait_until(restarted_with_stricter_schema)
+        assert "was recreated" in caplog.text
+        await wait_until(running.health)  # the new instance finishes its start
+
+
+async def test_a_deleted_bucket_crashes_the_store_with_a_logged_reason(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App(core.config, [NatsConnection(), SchemaStore(bucket_check_interval=0.1)])
+    # The store crashes, its restarts fail (no bucket), and the tree gives up: not silent.
+    with pytest.raises(BaseException) as caught:
+        with trio.fail_after(30):
+            async with app.run():
+                await core.transport.kv_delete_bucket(core.bucket)
+                await trio.sleep_forever()
+    assert not isinstance(caught.value, trio.TooSlowError)
+    assert f"the schema bucket {core.bucket!r} was deleted" in caplog.text
+    assert MISSING_STORE in _every_message(caught.value)  # why the restarts failed
+
+
+def _every_message(error: BaseException) -> str:
+    found, pending = [], [error]
+    while pending:
+        current = pending.pop()
+        found.append(str(current))
+        pending.extend(getattr(current, "exceptions", ()))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return "\n".join(found)
+
+
+async def test_a_connection_that_is_not_alive_is_named_as_the_protocol_does(core: Core) -> None:
+    store = SchemaStore(connection="bad_connection", retries=1, retry_interval=0.01)
+    with pytest.raises(ActorError) as caught:
+        async with App(core.config, [NatsConnection(), store]).run():
+            pass
+    assert "NATS server 'bad_connection' not alive" in str(caught.value.__cause__)

@@ -169,6 +169,6 @@ async def test_a_stored_combined_cloud_event_schema_is_compared_by_its_payload(
 def test_init_writes_an_example_that_loads(tmp_path: Path) -> None:
     path = init_schemas(tmp_path / "schemas")
     assert list(read_schemas(tmp_path / "schemas")) == ["user.created.v1"]
-    with pytest.raises(SchemaError, match="already exists"):
+    with pytest.raises(SchemaError, match="is not empty"):
         init_schemas(tmp_path / "schemas")
     assert path.name == "user.created.v1.json"

@@ -6,7 +6,13 @@ import pytest
 import trio
 from _support import Names
 
-from polyn.errors import NamingError, NatsConnectionError, NoRespondersError, RequestTimeout
+from polyn.errors import (
+    HeaderError,
+    NamingError,
+    NatsConnectionError,
+    NoRespondersError,
+    RequestTimeout,
+)
 from polyn.nats import Message, NatsTransport, PayloadTooLargeError
 
 
@@ -217,3 +223,31 @@ async def test_credentials_in_the_url_never_appear_in_errors() -> None:
     with pytest.raises(NatsConnectionError) as info:
         await NatsTransport.connect("nats://alice:s3cret@127.0.0.1:1", connect_timeout=1)
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-A": "1\r\nNats-Msg-Id: dup"}, {"Nats-Msg-Id\r\nX": "dup"}, {"X:Y": "1"}, {"X": "\x00"}],
+    ids=["value-crlf", "key-crlf", "key-colon", "value-nul"],
+)
+async def test_a_header_injection_is_refused_on_both_write_paths(
+    transport: NatsTransport, names: Names, headers: dict[str, str]
+) -> None:
+    """An injected ``Nats-Msg-Id`` used to make JetStream store the first event and answer the
+    second ``duplicate=True``: stored once, no error (issue 21, finding 1)."""
+    stream = names.stream()
+    subject = names.subject("inject")
+    await transport.create_stream({"name": stream, "subjects": [subject]})
+    try:
+        for body in (b"first", b"second"):
+            with pytest.raises(HeaderError):
+                await transport.js_publish(subject, body, headers=headers)
+            with pytest.raises(HeaderError):
+                await transport.publish(subject, body, headers=headers)
+        await transport.flush()
+        assert (await transport.stream_info(stream)).state["messages"] == 0
+        for body in (b"first", b"second"):
+            ack = await transport.js_publish(subject, body, headers={"X-A": "fine"})
+            assert not ack.duplicate
+    finally:
+        await transport.delete_stream(stream)

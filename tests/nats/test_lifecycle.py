@@ -10,7 +10,7 @@ import trio
 from _support import Names
 
 from polyn.errors import NatsConnectionError
-from polyn.nats import NatsTransport
+from polyn.nats import NatsTransport, PubAck
 from polyn.server import NatsServer
 
 
@@ -142,3 +142,61 @@ async def test_connection_closed_for_good_is_reported(fresh_server: NatsServer) 
             await transport.publish("x", b"y")
     finally:
         await transport.close()
+
+
+async def _ack_lost_in_a_crash(
+    server: NatsServer, names: Names, headers: dict[str, str] | None
+) -> tuple[object, float]:
+    """Publish with an ack while the server is frozen (the PUB reaches the socket, no ack can
+    come), then kill the server and start it again half a second later. Returns what the
+    publish returned or raised, and how long after the restart it took."""
+    import os
+    import signal
+
+    transport = await NatsTransport.connect(server.url, reconnect_time_wait=0.1)
+    subject = names.subject("inflight")
+    try:
+        await transport.create_stream(
+            {"name": names.stream(), "subjects": [subject], "storage": "file"}
+        )
+        result: list[object] = []
+
+        async def publish() -> None:
+            try:
+                ack = await transport.js_publish(subject, b"x", headers=headers, timeout=30)
+                result.append(ack)
+            except Exception as exc:
+                result.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)
+            nursery.start_soon(publish)
+            await trio.sleep(0.3)  # the PUB is written; the frozen server cannot answer
+            await trio.to_thread.run_sync(server.kill)
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(server.restart)
+            restarted = trio.current_time()
+        return result[0], trio.current_time() - restarted
+    finally:
+        await transport.close()
+
+
+async def test_an_ack_lost_with_the_connection_is_retried_on_reconnect_not_waited_for(
+    fresh_server: NatsServer, names: Names
+) -> None:
+    """Issue 21, finding 14: an in-flight ``js_publish`` used to wait out its whole timeout
+    (here 30 s) for an ack that the dropped connection had lost."""
+    with trio.fail_after(20):  # a liveness bound: the ack's own timeout is 30 s
+        result, _ = await _ack_lost_in_a_crash(fresh_server, names, {"Nats-Msg-Id": "m-1"})
+    assert isinstance(result, PubAck), result
+    assert (result.seq, result.duplicate) == (1, False)
+
+
+async def test_an_ack_lost_without_a_msg_id_fails_at_once_as_a_connection_error(
+    fresh_server: NatsServer, names: Names
+) -> None:
+    with trio.fail_after(20):
+        result, _ = await _ack_lost_in_a_crash(fresh_server, names, None)
+    assert isinstance(result, NatsConnectionError), result
+    assert "may or may not be stored" in str(result)

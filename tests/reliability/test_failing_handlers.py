@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from _support import Shared, SharedDict, SharedSet
 from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 import polyn
@@ -78,11 +79,11 @@ async def test_failing_handlers_back_off_dead_letter_the_hopeless_and_lose_nothi
     await service.create(storage="file")
     dead_stream = service.names.stream("deadletters")
     await admin.create_stream({"name": dead_stream, "subjects": [PREFIX + ">"]})
-    log: dict[str, Any] = {
-        "fault": True,
-        "deliveries": collections.defaultdict(list),
-        "handled": [],
-    }
+    log: dict[str, Any] = SharedDict(
+        fault=True,
+        deliveries=collections.defaultdict(list),
+        handled=[],
+    )
     Flaky.starts = 0
     start = trio.current_time()
     async with service.run(
@@ -217,9 +218,9 @@ async def test_a_crash_loop_escalates_through_supervisor_intensity_exactly_as_co
     await service.create(storage="file")
     await payments.create(storage="file")
     Workers.starts = Steady.starts = Fragile.starts = Fragile.ready = 0
-    steady_seen: set[str] = set()
+    steady_seen: set[str] = SharedSet()
     published: list[str] = []
-    fragile_seen: list[int] = []
+    fragile_seen: list[int] = Shared()
     workers = Workers(
         [
             Steady(steady_seen, type=service.type, fetch_expires=0.3),

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import trio
+from _support import Shared
 from hypothesis import HealthCheck, Phase, given, settings
 from reliability_support import LogCounter, Service
 
@@ -157,7 +158,7 @@ async def test_ten_thousand_poison_bodies_are_dead_lettered_and_valid_traffic_fl
     traffic += [("valid", service.body(event), event.id) for event in valid]
     random.Random(7).shuffle(traffic)
 
-    handled: list[str] = []
+    handled: list[str] = Shared()
     health: list[bool] = []
     Counter.starts = 0
 

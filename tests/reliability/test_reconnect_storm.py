@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from _support import Shared
 from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 import polyn
@@ -61,7 +62,7 @@ async def test_ten_outages_in_a_minute_lose_no_acked_publish_and_show_in_health(
     await service.create(storage="file", ack_wait=5)
     core_type = service.names.subject("ping.sent.v1")
     schemas = {service.type: ORDER_SCHEMA, core_type: ORDER_SCHEMA}
-    heard: list[int] = []
+    heard: list[int] = Shared()
     calls: collections.Counter[int] = collections.Counter()
     acked: list[int] = []
     failed: list[tuple[int, BaseException]] = []

@@ -216,3 +216,121 @@ async def test_the_command_line_prints_no_secret(
     done = await run_cli(["migrations", "status"], bad)
     assert done.code == 1
     assert "12345" not in done.stderr
+
+
+# -- passwords with URL delimiters (issue 21, finding 5) -------------------------------------------
+
+# Every character that ends a URL's authority or separates its parts. nats-py connects with ``@``
+# and ``:`` in a URL's password (it splits at the last ``@``); the others only work through the
+# config's ``password`` field, but a user can still write them into a URL by mistake, and then the
+# URL shows up in errors and logs.
+ODD_PASSWORDS = (
+    "pw@Odd-Canary-71",
+    "pw/Odd-Canary-73",
+    "pw#Odd-Canary-79",
+    "pw?Odd-Canary-83",
+    "pw:@/#?Odd-Canary-89",
+)
+ODD_CONNECTING = "pw@Odd:Canary@97"  # what the server accepts, through a URL
+
+
+def assert_no_odd_secret(text: str, where: str) -> None:
+    for secret in (*ODD_PASSWORDS, ODD_CONNECTING):
+        for piece in (secret, secret.split("Canary")[1]):
+            assert piece not in text, f"a secret (or its tail) shows in {where}: {text!r}"
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+def test_redact_url_hides_a_password_whatever_it_contains(password: str) -> None:
+    from polyn.config import redact_url
+
+    for url in (
+        f"nats://alice:{password}@127.0.0.1:4222",
+        f"tls://{password}@nats.example.com:4222",
+        f"alice:{password}@127.0.0.1:4222",
+    ):
+        shown = redact_url(url)
+        assert_no_odd_secret(shown, "a redacted URL")
+        assert shown.endswith("@127.0.0.1:4222") or shown.endswith("@nats.example.com:4222")
+    config = Config(
+        domain="com.test", source_root="s", servers=[f"nats://alice:{password}@127.0.0.1:4222"]
+    )
+    connection = NatsConnection(servers=f"nats://alice:{password}@127.0.0.1:4222")
+    for value in (config, connection, App(config, [connection])):
+        assert_no_odd_secret(repr(value), f"repr of {type(value).__name__}")
+
+
+@pytest.fixture
+def odd_server(tmp_path: Path) -> Iterator[NatsServer]:
+    conf = write_conf(
+        tmp_path,
+        "odd.conf",
+        f'authorization {{\n  users = [\n    {{user: "alice", password: "{ODD_CONNECTING}"}}\n'
+        "  ]\n}\n",
+    )
+    with NatsServer(config_file=conf) as running:
+        yield running
+
+
+async def test_a_password_with_delimiters_leaks_into_no_repr_error_or_log(
+    odd_server: NatsServer, logs: pytest.LogCaptureFixture
+) -> None:
+    good = f"nats://alice:{ODD_CONNECTING}@127.0.0.1:{odd_server.port}"
+    transport = await NatsTransport.connect(good)
+    try:
+        assert_no_odd_secret(repr(transport), "the transport's repr")
+    finally:
+        await transport.close()
+    for password in ODD_PASSWORDS:
+        url = f"nats://alice:{password}@127.0.0.1:{odd_server.port}"
+        with trio.fail_after(20), pytest.raises(PolynError) as failed:
+            await NatsTransport.connect(url, connect_timeout=1)
+        assert_no_odd_secret(error_texts(failed.value), "the connection error")
+        config = Config(domain="com.test", source_root="s", servers=[url])
+        with trio.fail_after(20), pytest.raises(ActorError) as crashed:
+            async with App(config, [NatsConnection()]).run():
+                pytest.fail("started with a wrong password")
+        assert_no_odd_secret(error_texts(crashed.value), "the App's error")
+    assert_no_odd_secret(logs.text, "the logs")
+
+
+async def test_the_command_line_prints_no_password_with_delimiters(
+    odd_server: NatsServer, tmp_path: Path
+) -> None:
+    folder = write_project(
+        tmp_path / "svc",
+        {"domain": "com.test", "source_root": "s", "servers": [odd_server.url]},
+        schemas={TYPE: ORDER_SCHEMA},
+    ).parent
+    for password in ODD_PASSWORDS:
+        url = f"nats://alice:{password}@127.0.0.1:{odd_server.port}"
+        done = await run_cli(["--verbose", "schemas", "load", "--server", url], folder)
+        assert done.code == 1, done.stderr
+        assert done.stderr.count("polyn: error:") == 1
+        assert_no_odd_secret(done.stdout + done.stderr, "the command's output")
+
+
+async def test_a_malformed_seed_file_is_one_clear_config_error(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """Issue 21, finding 14: nats-py said only ``ErrInvalidSeed()``."""
+    from polyn.errors import ConfigError
+
+    bad = tmp_path / "bad.nk"
+    bad.write_text("SUAM-not-a-seed-" + SEED[16:] + "\n")
+    with trio.fail_after(20), pytest.raises(ConfigError) as refused:
+        await NatsTransport.connect(server.url, nkeys_seed=str(bad))
+    text = str(refused.value)
+    assert str(bad) in text and "nkeys seed" in text and "\n" not in text
+    assert_no_secret(error_texts(refused.value), "the seed error")
+    folder = write_project(
+        tmp_path / "svc",
+        {"domain": "com.test", "source_root": "s", "servers": [server.url]},
+        schemas={TYPE: ORDER_SCHEMA},
+    ).parent
+    done = await run_cli(["schemas", "load", "--nkeys-seed", str(bad)], folder)
+    assert done.code == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("polyn: error:") and str(bad) in done.stderr
+    assert "ErrInvalidSeed" not in done.stderr and "Traceback" not in done.stderr
+    assert_no_secret(done.stderr, "the command's error")

@@ -32,7 +32,7 @@ from polyn.app import App
 from polyn.config import Config
 from polyn.errors import ActorError, NatsConnectionError
 from polyn.nats import NatsConnection, NatsTransport, transport_for
-from polyn.nats.nats_transport import build_tls_context
+from polyn.nats.options import build_tls_context
 from polyn.schema_store import SchemaStore
 from polyn.server import NatsServer
 

@@ -12,7 +12,14 @@ import pytest
 import trio
 from _support import Names
 
-from polyn.errors import ConsumerError, NoRespondersError, RequestTimeout, StreamError
+from polyn.errors import (
+    ConsumerError,
+    HeaderError,
+    NoRespondersError,
+    PolynError,
+    RequestTimeout,
+    StreamError,
+)
 from polyn.nats import Message, Subscription, Transport
 
 
@@ -79,6 +86,45 @@ async def test_headers_and_reply_subject_are_delivered(transport: Transport, nam
     (msg,) = await receive(sub)
     assert (msg.subject, msg.reply_to, msg.metadata) == (names.subject("h"), "back.here", None)
     assert msg.headers["Nats-Msg-Id"] == "abc" and msg.headers["X-A"] == "1"
+
+
+# Header names and values that would end a ``Key: value`` line early (issue 21, finding 1).
+BAD_HEADERS = {
+    "value-crlf-injects-msg-id": {"X-A": "1\r\nNats-Msg-Id: injected"},
+    "value-lf": {"X-A": "1\nX-B: 2"},
+    "value-cr": {"X-A": "1\rX-B: 2"},
+    "value-nul": {"X-A": "a\x00b"},
+    "key-crlf": {"X-A\r\nNats-Msg-Id": "x"},
+    "key-colon": {"Bad:Key": "x"},
+    "key-space": {"Bad Key": "x"},
+    "key-tab": {"Bad\tKey": "x"},
+    "key-nul": {"Bad\x00Key": "x"},
+    "key-empty": {"": "x"},
+}
+
+
+@pytest.mark.parametrize("headers", list(BAD_HEADERS.values()), ids=list(BAD_HEADERS))
+async def test_a_header_that_would_break_the_wire_is_refused_before_anything_is_sent(
+    transport: Transport, names: Names, headers: dict[str, str]
+) -> None:
+    stream = await make_stream(transport, names)
+    sub = await transport.subscribe(names.subject(">"))
+    subject = names.subject("h")
+    calls = {
+        "publish": lambda: transport.publish(subject, b"bad", headers=headers),
+        "request": lambda: transport.request(subject, b"bad", headers=headers, timeout=1),
+        "js_publish": lambda: transport.js_publish(subject, b"bad", headers=headers),
+    }
+    for name, call in calls.items():
+        with pytest.raises(HeaderError) as refused:
+            await call()
+        assert isinstance(refused.value, PolynError), name
+        assert isinstance(refused.value, ValueError), name
+    await transport.js_publish(subject, b"after", headers={"Nats-Msg-Id": "after"})
+    (msg,) = await receive(sub)
+    assert msg.data == b"after"
+    await assert_nothing_more(transport, sub)
+    assert (await transport.stream_info(stream)).state["messages"] == 1
 
 
 async def test_a_queue_group_shares_messages_and_others_get_them_all(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _support import Names
+from _support import Names, Shared
 from hypothesis import given, settings
 
 from polyn import naming
@@ -136,7 +136,7 @@ async def test_events_published_with_ack_reach_the_sandboxed_consumer_and_never_
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
     await service.create()
-    seen: list[tuple[int, int, float]] = []
+    seen: list[tuple[int, int, float]] = Shared()
     async with service.app(Recorder(seen, ack, type=service.type)) as running:
         assert transport_for(running) is service.sandbox.mock
         acks = [await pub(running, service.type, {"n": n}, ack=True) for n in range(3)]
@@ -178,7 +178,7 @@ async def test_ack_nak_delayed_nak_term_and_redelivery_after_ack_wait_on_virtual
         late.append(msg)
         return Ack.ACK
 
-    seen: list[tuple[int, int, float]] = []
+    seen: list[tuple[int, int, float]] = Shared()
     mock = service.sandbox.mock
     wall = time.monotonic()
     async with service.app(Recorder(seen, decide, type=service.type)) as running:
@@ -209,7 +209,7 @@ async def test_a_failing_handler_reaches_max_failures_and_is_dead_lettered(
     def decide(event: Event, msg: Message) -> Any:
         return RuntimeError("the database is down") if event.data["n"] == 0 else Ack.ACK
 
-    seen: list[tuple[int, int, float]] = []
+    seen: list[tuple[int, int, float]] = Shared()
     consumer = Recorder(seen, decide, type=service.type, max_failures=4)
     async with service.app(consumer) as running:
         poison = await pub(running, service.type, {"n": 0}, ack=True)
@@ -237,7 +237,7 @@ async def test_invalid_events_are_terminated_and_dead_lettered(
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
     await service.create()
-    seen: list[tuple[int, int, float]] = []
+    seen: list[tuple[int, int, float]] = Shared()
     mock = service.sandbox.mock
     async with service.app(Recorder(seen, ack, type=service.type)) as running:
         await mock.js_publish(service.type, b"definitely not json")
@@ -295,7 +295,7 @@ async def test_a_pipeline_batches_by_size_and_by_timeout_on_virtual_time(
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
     await service.create(ack_wait=30)
-    batches: list[tuple[list[int], str, float]] = []
+    batches: list[tuple[list[int], str, float]] = Shared()
     wall = time.monotonic()
     async with service.app(Ledger(batches, type=service.type, batchers=BATCHERS)) as running:
         for n in range(7):
@@ -320,7 +320,7 @@ async def test_a_pipeline_redelivers_a_failed_batch_and_dead_letters_a_failed_me
     service: Service, autojump_clock: trio.testing.MockClock
 ) -> None:
     await service.create()
-    batches: list[tuple[list[int], str, float]] = []
+    batches: list[tuple[list[int], str, float]] = Shared()
 
     def fail(message: PipelineMessage) -> Any:
         return "n is 13" if message.event.data["n"] == 13 else None
@@ -461,7 +461,7 @@ async def test_a_sandboxed_pipeline_handles_every_valid_event_once_and_dead_lett
     # A sandbox per example (Sandbox.start), not per test (the polyn_sandbox fixture): each
     # example starts from empty streams.
     async with Sandbox.start(nats_server) as sandbox:
-        handled: list[str] = []
+        handled: list[str] = Shared()
         config = sandbox.config(PROPERTY_CONFIG)
         app = App(
             config,

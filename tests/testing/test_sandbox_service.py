@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from _support import Names
+from _support import Names, Shared
 
 from polyn import naming
 from polyn.app import App, Running
@@ -219,7 +219,7 @@ async def test_the_greeter_handles_valid_events_and_dead_letters_invalid_ones(
     harness: Harness,
 ) -> None:
     event_type = harness.type("greeted.v1")
-    seen: list[int] = []
+    seen: list[int] = Shared()
     async with harness.run(Greeter(seen, subject=event_type, name="greeter")) as running:
         await pub(running, event_type, {"n": 1})
         await harness.transport.publish(event_type, b"not an event")
@@ -234,7 +234,7 @@ async def test_payments_are_redelivered_after_a_nak_delay_or_ack_wait(harness: H
     event_type = harness.type("paid.v1")
     await harness.define(event_type)
     waits = harness.waits
-    seen: list[tuple[int, int, float]] = []
+    seen: list[tuple[int, int, float]] = Shared()
     consumer = Payments(seen, waits.nak_delay, type=event_type, fetch_expires=waits.fetch_expires)
     async with harness.run(consumer) as running:
         await pub(running, event_type, {"n": 1}, ack=True)
@@ -251,7 +251,7 @@ async def test_shipping_labels_are_batched_until_the_batch_timeout(harness: Harn
     event_type = harness.type("shipped.v1")
     await harness.define(event_type)
     waits = harness.waits
-    batches: list[tuple[list[int], str, float]] = []
+    batches: list[tuple[list[int], str, float]] = Shared()
     pipeline = Shipping(
         batches,
         type=event_type,

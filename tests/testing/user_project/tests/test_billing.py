@@ -16,6 +16,11 @@ class Ledger:
         self.invoices = []
 
 
+class Rows(list):
+    """The reporting table. Not a plain list: an actor's plain list arguments are copied for
+    each start, other objects (subclasses too) are shared with every run."""
+
+
 def billing_app(config, schemas, *consumers):
     children = [polyn.NatsConnection(), polyn.SchemaStore(schemas=schemas), *consumers]
     return polyn.App(config, children)
@@ -55,7 +60,7 @@ async def test_a_busy_ledger_is_retried_a_minute_later(
 async def test_big_orders_are_dead_lettered_and_the_rest_batched(
     polyn_sandbox, polyn_config, polyn_schemas, autojump_clock
 ):
-    rows = []
+    rows = Rows()
     app = billing_app(polyn_config, polyn_schemas, Reports(rows))
     async with polyn_sandbox.run(app) as running:
         await polyn.pub(running, "order.placed.v1", {"order_id": "A1", "total": 10}, ack=True)
@@ -98,7 +103,7 @@ async def test_valid_orders_reach_one_batch_and_invalid_ones_are_dead_lettered(
     nats_server, polyn_config, polyn_schemas, examples_clock, valid, invalid
 ):
     async with Sandbox.start(nats_server, schemas=polyn_schemas) as sandbox:
-        rows = []
+        rows = Rows()
         async with sandbox.run(billing_app(polyn_config, polyn_schemas, Reports(rows))) as running:
             for body in valid + invalid:
                 await polyn.transport_for(running).js_publish("order.placed.v1", body)
