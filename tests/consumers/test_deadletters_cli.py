@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import trio
+from _support import SharedDict
 from consumer_support import Setup, wait_until
 
 from polyn.consumers import DEADLETTER_PREFIX, Ack, PullConsumer
@@ -52,7 +53,7 @@ async def test_dead_letters_are_listed_and_replayed_to_their_consumer_once(setup
         {"name": dead_stream, "subjects": [DEADLETTER_PREFIX + setup.type], "storage": "memory"}
     )
     try:
-        state: dict[str, Any] = {"broken": True, "handled": []}
+        state: dict[str, Any] = SharedDict(broken=True, handled=[])
         published = [await setup.publish(n) for n in range(6)]
         await setup.publish_raw(b"not json at all")
         async with setup.tree(Picky(state, type=setup.type, max_failures=1)):

@@ -224,7 +224,7 @@ async def test_messages_held_past_ack_wait_are_kept_in_progress_not_redelivered(
     handled once, nothing is redelivered, and the slow handler is logged."""
     await setup.create(ack_wait=1)
     slow = {"db": {"batch_size": 10, "batch_timeout": 1.5, "concurrency": 1}}
-    log: dict[str, list[Any]] = {}
+    log: dict[str, list[Any]] = SharedDict()
 
     class SlowBatch(Ledger):
         async def handle_batch(

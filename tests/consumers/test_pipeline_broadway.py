@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from _support import SharedDict
 from consumer_support import Setup, wait_until
 
 from polyn.consumers import (
@@ -164,10 +165,10 @@ async def test_acknowledgement_choices_on_failure_ack_nak_with_delay_and_term(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     await setup.create()
-    log: dict[str, Any] = {
-        "fails": lambda n, delivery: n in (0, 2) or (n == 1 and delivery == 1),
-        "choices": {0: Ack.ACK, 1: Nak(delay=0.3), 2: "term"},
-    }
+    log: dict[str, Any] = SharedDict(
+        fails=lambda n, delivery: n in (0, 2) or (n == 1 and delivery == 1),
+        choices={0: Ack.ACK, 1: Nak(delay=0.3), 2: "term"},
+    )
     async with trio.open_nursery() as nursery:
         await setup.watch_deadletters(nursery)
         pipeline = Choosy(log, type=setup.type, name="choosy")
@@ -197,7 +198,7 @@ async def test_handle_failed_sees_every_failure_before_settlement_including_the_
     setup: Setup,
 ) -> None:
     await setup.create()
-    log: dict[str, Any] = {"fails": lambda n, delivery: n == 7}
+    log: dict[str, Any] = SharedDict(fails=lambda n, delivery: n == 7)
     async with trio.open_nursery() as nursery:
         await setup.watch_deadletters(nursery)
         async with setup.tree(Choosy(log, type=setup.type, max_failures=3, fetch_expires=0.2)):
@@ -217,7 +218,7 @@ async def test_handle_failed_may_choose_the_acknowledgement_and_on_success_appli
     setup: Setup,
 ) -> None:
     await setup.create()
-    log: dict[str, Any] = {"fails": lambda n, delivery: n == 1}
+    log: dict[str, Any] = SharedDict(fails=lambda n, delivery: n == 1)
 
     class Forgiving(Choosy):
         async def handle_failed(self, messages: list[PipelineMessage]) -> list[PipelineMessage]:

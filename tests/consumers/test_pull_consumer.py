@@ -240,7 +240,7 @@ async def test_a_type_given_with_the_domain_is_stripped_of_it(setup: Setup) -> N
     """Issue 20 (8): `com.test.order...v1` reads the subject events of that type go to."""
     await setup.create()
     await setup.publish(1)
-    seen: list[Any] = []
+    seen: list[Any] = Shared()
     async with setup.tree(Recorder(seen, type=f"{setup.domain}.{setup.type}")):
         await wait_until(lambda: seen == [(1, 1)])
         await wait_until_acked(setup)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import trio
+from _support import Shared
 from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 from polyn.app import App
@@ -94,7 +95,7 @@ async def test_a_schema_removed_with_events_queued_terminates_nothing_and_all_ar
         servers=[service.url],
         schema_store=bucket,
     )
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
     app = App(config, [NatsConnection(), SchemaStore(), Recorder(seen, type=service.type)])
     events = 30
     async with app.run() as running:
@@ -129,7 +130,7 @@ async def test_max_deliver_below_max_failures_dead_letters_at_the_last_delivery(
     await service.create(max_deliver=3)
     dead_stream = service.names.stream("dead")
     await service.admin.create_stream({"name": dead_stream, "subjects": [DEADLETTER_PREFIX + ">"]})
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
     consumer = Recorder(
         seen,
         lambda n, delivery: ValueError(f"cannot handle {n}") if n == 0 else None,
@@ -180,7 +181,7 @@ async def test_a_pull_consumer_handler_raising_anything_fails_only_its_message(
     await service.create()
     dead_stream = service.names.stream("dead")
     await service.admin.create_stream({"name": dead_stream, "subjects": [DEADLETTER_PREFIX + ">"]})
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
     raiser = RAISERS[kind]
     consumer = Recorder(
         seen,
@@ -225,7 +226,7 @@ async def test_a_pipeline_handler_raising_anything_fails_only_its_message(
     service: Service, kind: str
 ) -> None:
     await service.create()
-    handled: list[int] = []
+    handled: list[int] = Shared()
     consumer = Counting(handled, RAISERS[kind], type=service.type, max_failures=2)
     async with service.run(consumer) as running:
         await publish(service, 11)
@@ -247,7 +248,7 @@ async def test_a_fetch_loop_that_ends_crashes_the_consumer_and_it_is_restarted(
     zombie: alive, healthy, handling nothing."""
     caplog.set_level(logging.ERROR, logger="polyn.actors")  # the crash report, whoever set it
     await service.create()
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
     starts: list[Any] = []
 
     class Fragile(Recorder):
@@ -276,7 +277,7 @@ async def test_a_handler_timeout_fails_the_message_and_the_consumer_goes_on(
     service: Service,
 ) -> None:
     await service.create()
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
 
     async def hang() -> None:
         await trio.sleep_forever()
@@ -296,7 +297,7 @@ async def test_a_handler_timeout_fails_the_message_and_the_consumer_goes_on(
 
 async def test_a_hung_handler_makes_health_false_after_stall_timeout(service: Service) -> None:
     await service.create()
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int]] = Shared()
     release = trio.Event()
 
     consumer = Recorder(
