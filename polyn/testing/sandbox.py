@@ -56,6 +56,7 @@ from polyn.nats import (
     Transport,
     set_transport_override,
 )
+from polyn.testing._handler_errors import HandlerChecks
 from polyn.testing.mock_nats import MockNats, real_time
 
 __all__ = ["DEADLETTER_PREFIX", "Sandbox"]
@@ -155,6 +156,8 @@ class Sandbox:
         self.test_task = test_task
         self.url = url
         """The URL of the real server the sandbox wraps (None for a mock without one)."""
+        self.handler_checks = HandlerChecks()
+        """Handler errors and unsettled messages of this test (:mod:`._handler_errors`)."""
 
     def __repr__(self) -> str:
         return f"<Sandbox of task {self.test_task.name!r} {self.mock!r}>"
@@ -326,9 +329,11 @@ class Sandbox:
             yield running
             await _stop_all_but_connections(running)
         except BaseException as exc:
-            if isinstance(exc, Exception):  # the tree still runs: stop it on virtual time too
-                with contextlib.suppress(Exception):
-                    await _stop_all_but_connections(running)
+            # The tree still runs: stop it on virtual time too — also when the test is being
+            # cancelled (a handler error failing it): with the autojump paused, virtual time
+            # would stand still and the consumers' stop would wait forever.
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await _stop_all_but_connections(running)
             with real_time():
                 if await manager.__aexit__(type(exc), exc, exc.__traceback__):
                     return
@@ -340,6 +345,17 @@ class Sandbox:
         """Re-read the server's streams and consumers, after the test changed them some other
         way than through this sandbox's mock (which keeps its snapshot current itself)."""
         await self.mock.snapshot()
+
+    def allow_handler_errors(self, *types: type[BaseException]) -> None:
+        """Let this test's handlers raise ``types`` (every exception when none is given)
+        without failing the test; they are then handled as in production (nak, dead letter).
+        See :mod:`polyn.testing._handler_errors`; the marker
+        ``@pytest.mark.polyn_allow_handler_errors(types=...)`` does the same."""
+        self.handler_checks.allow(*types)
+
+    def allow_unsettled(self) -> None:
+        """Do not fail this test for messages a handler left unsettled."""
+        self.handler_checks.allow_unsettled()
 
     def allow_task(self, task: Task) -> None:
         """``Sandbox.allow(self.test_task, task)``."""
