@@ -1,23 +1,37 @@
-"""Consume benchmark: validated, acknowledged events per second from one JetStream consumer.
+"""Consume benchmark: validated, acknowledged events per second from JetStream consumers.
 
 Run by hand (not part of the tests), on a quiet machine, with the ``bench`` extra installed
 (``pip install -e ".[dev,bench]"``: FastStream and pydantic)::
 
-    python benchmarks/consume.py              # starts its own nats-server
-    python benchmarks/consume.py --events 50000
+    python benchmarks/consume.py                      # peers + polyn, both schema drafts
+    python benchmarks/consume.py --events 50000 --rounds 3
+    python benchmarks/consume.py --only prefetch      # PullConsumer throughput by prefetch
+    python benchmarks/consume.py --only scale         # N PullConsumers in one App; 100k backlog
 
-Every contender drains the same backlog of valid Polyn events (a CloudEvent with a
-five-property payload) from a durable pull consumer of its own, acknowledging each one:
+The payload is issue 17's realistic one: five fields (``name``, ``email``, ``age``, ``tags``,
+``active``), ~384-byte events, its schema declaring ``"$schema"`` 2020-12 (as JSON Schema
+tooling writes by default) and, in a second set of rows, the same schema without it (the
+draft-07 path). Every contender drains the same backlog from a durable pull consumer of its own,
+acknowledging each event:
 
-- (a) raw nats-py on plain asyncio: ``fetch(100)`` and ``ack`` per message, **no validation**;
-- (b) FastStream's NATS pull subscriber, batch mode (``PullSub(batch_size=100, batch=True)``),
-  the body parsed into a pydantic model of the CloudEvent and its payload;
-- (c) FastStream, per-message mode (``PullSub(batch_size=100)``), the same model;
-- polyn ``PullConsumer`` (one event at a time, in order) and ``Pipeline`` (10 processors, one
-  batcher of 100), each decoding and validating every event against the CloudEvent schema and
-  its payload schema.
+- raw nats-py on plain asyncio: ``fetch(100)`` and ``ack`` per message, **no validation**;
+- FastStream's NATS pull subscriber, batch mode (``PullSub(batch_size=100, batch=True)``) and
+  per-message mode (``PullSub(batch_size=100)``), logger off (its best case), the body parsed
+  into a pydantic model of the CloudEvent and the payload (``str``, ``str``, ``int >= 0``,
+  ``list[str]``, ``bool``);
+- polyn ``PullConsumer`` with its default ``prefetch`` and with ``prefetch = 100``, and
+  ``Pipeline`` (10 processors, one batcher of 100), each decoding and validating every event
+  against the CloudEvent schema and the payload schema.
 
-Tracing is off (no OpenTelemetry SDK configured). Ratios are polyn / baseline, same run.
+Targets (issue 17): PullConsumer (defaults) >= 1.5x FastStream per-message; Pipeline >= 1.0x
+FastStream batch and >= 0.7x raw. Rounds are interleaved; the table shows medians of the
+per-round figures and ratios. Tracing is off (no OpenTelemetry SDK configured).
+
+``--only prefetch`` measures PullConsumer by ``prefetch`` (1 ... 200) with an instant handler and
+with a 1 ms handler, the figures behind ``polyn.consumers.DEFAULT_PREFETCH``. ``--only scale``:
+N PullConsumers in one App on one connection (N = 1, 10, 100), each on its own type and stream,
+pre-filled with the same total of events, aggregate events/s (target: within 20 % of N = 1); and
+a 100k-event backlog drained by a Pipeline, with the process's RSS before and at the end.
 """
 
 from __future__ import annotations
@@ -26,8 +40,11 @@ import argparse
 import asyncio
 import os
 import platform
+import resource
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -36,93 +53,113 @@ import trio
 from polyn import codec, naming
 from polyn.actors import Supervisor
 from polyn.config import Config
-from polyn.consumer import Ack
+from polyn.consumers import (
+    DEFAULT_PREFETCH,
+    Ack,
+    BatchInfo,
+    Pipeline,
+    PipelineMessage,
+    PullConsumer,
+)
 from polyn.event import Event
 from polyn.nats import NatsConnection, NatsTransport
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
-from polyn.pull_consumer import PullConsumer
 from polyn.schema_store import SchemaStore
 
-TYPE = "bench.order.placed.v1"
+TYPE = "bench.user.registered.v1"
 CONFIG_FIELDS = {"domain": "com.bench", "source_root": "bench"}
-SCHEMA = {
+PAYLOAD_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["order_id", "customer", "amount", "currency", "items"],
+    "required": ["name", "email", "age", "tags", "active"],
     "properties": {
-        "order_id": {"type": "string"},
-        "customer": {"type": "string"},
-        "amount": {"type": "number", "minimum": 0},
-        "currency": {"type": "string", "enum": ["EUR", "USD", "GBP"]},
-        "items": {"type": "integer", "minimum": 1},
+        "name": {"type": "string"},
+        "email": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "active": {"type": "boolean"},
     },
+}
+SCHEMAS = {
+    "2020-12": {"$schema": "https://json-schema.org/draft/2020-12/schema", **PAYLOAD_SCHEMA},
+    "draft-07": PAYLOAD_SCHEMA,
+}
+DATA = {
+    "name": "Ada Lovelace",
+    "email": "ada@example.com",
+    "age": 36,
+    "tags": ["math", "engines", "poetry"],
+    "active": True,
 }
 
 
-# The durable consumer is named as polyn derives it, so every contender reads the same name.
-DURABLE = naming.consumer_name(TYPE, Config(**CONFIG_FIELDS))
+def durable(event_type: str = TYPE) -> str:
+    """The durable consumer, named as polyn derives it, so every contender reads the same name."""
+    return naming.consumer_name(event_type, Config(**CONFIG_FIELDS))
 
 
 # -- preparing a backlog -----------------------------------------------------------------------
 
 
-async def fill(url: str, stream: str, count: int) -> None:
-    """A stream with ``count`` valid events and a durable consumer named ``durable``."""
+async def fill(
+    url: str,
+    stream: str,
+    count: int,
+    schema: dict[str, Any],
+    event_type: str = TYPE,
+    ack_wait: float = 60,
+) -> None:
+    """A stream with ``count`` valid events and the durable consumer."""
     config = Config(servers=[url], **CONFIG_FIELDS)
-    schemas = codec.Schemas.from_dict({TYPE: SCHEMA})
+    schemas = codec.Schemas.from_dict({event_type: schema})
     transport = await NatsTransport.connect(url)
     try:
-        await transport.create_stream({"name": stream, "subjects": [TYPE], "storage": "memory"})
+        await transport.create_stream(
+            {"name": stream, "subjects": [event_type], "storage": "memory"}
+        )
         await transport.create_consumer(
             stream,
             {
-                "durable_name": DURABLE,
+                "durable_name": durable(event_type),
                 "ack_policy": "explicit",
                 "max_ack_pending": 20_000,
-                "ack_wait": 60,
+                "ack_wait": ack_wait,
             },
         )
-        for n in range(count):
-            data = {
-                "order_id": f"o-{n}",
-                "customer": "ada",
-                "amount": 12.5,
-                "currency": "EUR",
-                "items": 3,
-            }
+        for _ in range(count):
             await transport.publish(
-                TYPE, codec.encode(Event.new(config, TYPE, data), schemas, config)
+                event_type, codec.encode(Event.new(config, event_type, DATA), schemas, config)
             )
         await transport.flush()
-        with trio.fail_after(60):
+        with trio.fail_after(120):
             while (await transport.stream_info(stream)).state.get("messages", 0) < count:  # noqa: ASYNC110 - polls the server
                 await trio.sleep(0.05)
     finally:
         await transport.close()
 
 
-async def drained(url: str, stream: str) -> bool:
+async def drained(url: str, stream: str, event_type: str = TYPE) -> bool:
     transport = await NatsTransport.connect(url)
     try:
-        info = await transport.consumer_info(stream, DURABLE)
+        info = await transport.consumer_info(stream, durable(event_type))
         return info.num_pending == 0 and info.num_ack_pending == 0
     finally:
         await transport.close()
 
 
-async def delete(url: str, stream: str) -> None:
+async def delete(url: str, *streams: str) -> None:
     transport = await NatsTransport.connect(url)
     try:
-        await transport.delete_stream(stream)
+        for stream in streams:
+            await transport.delete_stream(stream)
     finally:
         await transport.close()
 
 
-# -- (a) raw nats-py -------------------------------------------------------------------------
+# -- raw nats-py ---------------------------------------------------------------------------------
 
 
 async def raw(url: str, stream: str, count: int) -> float:
     nc = await nats.connect(url)
-    sub = await nc.jetstream().pull_subscribe_bind(DURABLE, stream=stream)
+    sub = await nc.jetstream().pull_subscribe_bind(durable(), stream=stream)
     start = time.perf_counter()
     done = 0
     while done < count:
@@ -136,21 +173,19 @@ async def raw(url: str, stream: str, count: int) -> float:
     return count / elapsed
 
 
-# -- (b), (c) FastStream -----------------------------------------------------------------------
+# -- FastStream ----------------------------------------------------------------------------------
 
 
 def faststream_run(url: str, stream: str, count: int, batch: bool) -> float:
-    from typing import Literal
-
     from faststream.nats import JStream, NatsBroker, PullSub
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
 
-    class Order(BaseModel):
-        order_id: str
-        customer: str
-        amount: float
-        currency: Literal["EUR", "USD", "GBP"]
-        items: int
+    class User(BaseModel):
+        name: str
+        email: str
+        age: int = Field(ge=0)
+        tags: list[str]
+        active: bool
 
     class CloudEvent(BaseModel):
         id: str
@@ -161,7 +196,7 @@ def faststream_run(url: str, stream: str, count: int, batch: bool) -> float:
         datacontenttype: str | None = None
         dataschema: str | None = None
         polyndata: dict[str, Any] | None = None
-        data: Order
+        data: User
 
     async def main() -> float:
         broker = NatsBroker(url, logger=None)
@@ -174,7 +209,7 @@ def faststream_run(url: str, stream: str, count: int, batch: bool) -> float:
             @broker.subscriber(
                 TYPE,
                 stream=js_stream,
-                durable=DURABLE,
+                durable=durable(),
                 pull_sub=PullSub(batch_size=100, batch=True),
             )
             async def on_batch(events: list[CloudEvent]) -> None:
@@ -186,7 +221,7 @@ def faststream_run(url: str, stream: str, count: int, batch: bool) -> float:
         else:
 
             @broker.subscriber(
-                TYPE, stream=js_stream, durable=DURABLE, pull_sub=PullSub(batch_size=100)
+                TYPE, stream=js_stream, durable=durable(), pull_sub=PullSub(batch_size=100)
             )
             async def on_event(event: CloudEvent) -> None:
                 nonlocal handled
@@ -205,36 +240,43 @@ def faststream_run(url: str, stream: str, count: int, batch: bool) -> float:
     return asyncio.run(main())
 
 
-# -- polyn -------------------------------------------------------------------------------------
+# -- polyn ---------------------------------------------------------------------------------------
+
+
+class Counter:
+    """Counts handled events across consumers; sets ``done`` at ``count``."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.handled = 0
+        self.done = trio.Event()
+
+    def add(self, n: int = 1) -> None:
+        self.handled += n
+        if self.handled >= self.count:
+            self.done.set()
 
 
 class CountingConsumer(PullConsumer):
-    type = TYPE
-    prefetch = 100
-
-    def __init__(self, done: trio.Event, count: int, **options: Any) -> None:
+    def __init__(self, counter: Counter, work: float = 0.0, **options: Any) -> None:
         super().__init__(**options)
-        self.done = done
-        self.count = count
-        self.handled = 0
+        self.counter = counter
+        self.work = work
 
     async def handle_message(self, event: Event, msg: Any) -> Any:
-        self.handled += 1
-        if self.handled >= self.count:
-            self.done.set()
+        if self.work:
+            await trio.sleep(self.work)
+        self.counter.add()
         return Ack.ACK
 
 
 class CountingPipeline(Pipeline):
-    type = TYPE
     processors = {"default": {"concurrency": 10}}  # noqa: RUF012
     batchers = {"db": {"batch_size": 100, "batch_timeout": 0.05, "concurrency": 2}}  # noqa: RUF012
 
-    def __init__(self, done: trio.Event, count: int, **options: Any) -> None:
+    def __init__(self, counter: Counter, **options: Any) -> None:
         super().__init__(**options)
-        self.done = done
-        self.count = count
-        self.handled = 0
+        self.counter = counter
 
     async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
         return message.put_batcher("db")
@@ -242,73 +284,182 @@ class CountingPipeline(Pipeline):
     async def handle_batch(
         self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
     ) -> None:
-        self.handled += len(messages)
-        if self.handled >= self.count:
-            self.done.set()
+        self.counter.add(len(messages))
 
 
-async def polyn_run(url: str, stream: str, count: int, kind: str) -> float:
+async def polyn_run(
+    url: str,
+    consumers: list[Any],
+    schemas: dict[str, Any],
+    counter: Counter,
+    on_done: Callable[[], None] | None = None,
+) -> float:
     config = Config(servers=[url], **CONFIG_FIELDS)
-    done = trio.Event()
-    consumer_cls = CountingConsumer if kind == "pull" else CountingPipeline
-    consumer = consumer_cls(done, count, stream_name=stream, source=None)
-    children = [NatsConnection(), SchemaStore(schemas={TYPE: SCHEMA}), consumer]
+    children = [NatsConnection(), SchemaStore(schemas=schemas), *consumers]
     start = time.perf_counter()
     async with Supervisor(children).run(context={"config": config}):
-        await done.wait()
+        await counter.done.wait()
         elapsed = time.perf_counter() - start
-    return count / elapsed
+        if on_done is not None:
+            on_done()
+    return counter.count / elapsed
 
 
-# -- the run -----------------------------------------------------------------------------------
+def polyn_pull(url: str, stream: str, count: int, schema: Any, prefetch: int | None) -> float:
+    counter = Counter(count)
+    options = {"prefetch": prefetch} if prefetch else {}
+    consumer = CountingConsumer(counter, type=TYPE, stream_name=stream, **options)
+    return trio.run(polyn_run, url, [consumer], {TYPE: schema}, counter)
 
 
-def run(url: str, count: int) -> None:
-    results: dict[str, float] = {}
-    contenders: list[tuple[str, Any]] = [
-        ("raw", lambda s: asyncio.run(raw(url, s, count))),
-        ("faststream batch", lambda s: faststream_run(url, s, count, batch=True)),
-        ("faststream per-message", lambda s: faststream_run(url, s, count, batch=False)),
-        ("polyn PullConsumer", lambda s: trio.run(polyn_run, url, s, count, "pull")),
-        ("polyn Pipeline", lambda s: trio.run(polyn_run, url, s, count, "pipeline")),
+def polyn_pipeline(url: str, stream: str, count: int, schema: Any) -> float:
+    counter = Counter(count)
+    consumer = CountingPipeline(counter, type=TYPE, stream_name=stream)
+    return trio.run(polyn_run, url, [consumer], {TYPE: schema}, counter)
+
+
+# -- the comparison ------------------------------------------------------------------------------
+
+
+def compare(url: str, count: int, rounds: int) -> None:
+    contenders: list[tuple[str, Callable[[str, Any], float]]] = [
+        ("raw fetch(100)+ack", lambda s, schema: asyncio.run(raw(url, s, count))),
+        ("FastStream batch", lambda s, schema: faststream_run(url, s, count, batch=True)),
+        ("FastStream per-message", lambda s, schema: faststream_run(url, s, count, batch=False)),
+        (
+            f"polyn PullConsumer (default prefetch {DEFAULT_PREFETCH})",
+            lambda s, schema: polyn_pull(url, s, count, schema, None),
+        ),
+        (
+            "polyn PullConsumer, prefetch 100",
+            lambda s, schema: polyn_pull(url, s, count, schema, 100),
+        ),
+        ("polyn Pipeline", lambda s, schema: polyn_pipeline(url, s, count, schema)),
     ]
-    for index, (label, contender) in enumerate(contenders):
-        stream = f"BENCH_CONSUME_{index}"
-        trio.run(fill, url, stream, count)
-        results[label] = contender(stream)
-        complete = trio.run(drained, url, stream)
-        trio.run(delete, url, stream)
-        print(f"{label}: {results[label]:,.0f} events/s (all acked: {complete})", file=sys.stderr)
+    for draft, schema in SCHEMAS.items():
+        figures: dict[str, list[float]] = {label: [] for label, _ in contenders}
+        for round_ in range(rounds):
+            for index, (label, contender) in enumerate(contenders):
+                stream = f"BENCH_CONSUME_{index}"
+                trio.run(fill, url, stream, count, schema)
+                rate = contender(stream, schema)
+                complete = trio.run(drained, url, stream)
+                trio.run(delete, url, stream)
+                figures[label].append(rate)
+                print(
+                    f"[{draft} round {round_ + 1}] {label}: {rate:,.0f} events/s "
+                    f"(all acked: {complete})",
+                    file=sys.stderr,
+                )
+        print(f"\n### {draft} schema: {count:,} events, {rounds} rounds (medians)\n")
+        print("| consumer | events/s | vs raw | vs FastStream batch | vs FastStream per-message |")
+        print("|---|---|---|---|---|")
+        for label, rates in figures.items():
+            vs = {
+                base: statistics.median(r / b for r, b in zip(rates, figures[base], strict=True))
+                for base in ("raw fetch(100)+ack", "FastStream batch", "FastStream per-message")
+            }
+            print(
+                f"| {label} | {statistics.median(rates):,.0f} | {vs['raw fetch(100)+ack']:.2f} | "
+                f"{vs['FastStream batch']:.2f} | {vs['FastStream per-message']:.2f} |"
+            )
 
-    print(
-        f"\n{count:,} events; {platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; tracing off\n"
-    )
-    print(
-        "| consumer | events/s | vs raw nats-py (a) | vs FastStream batch "
-        "| vs FastStream per-message |"
-    )
-    print("|---|---|---|---|---|")
-    for label, rate in results.items():
+
+def prefetch_sweep(url: str, count: int, rounds: int) -> None:
+    schema = SCHEMAS["2020-12"]
+    print(f"\n### PullConsumer by prefetch, 2020-12 schema, {count:,} events (medians)\n")
+    print("| prefetch | instant handler, events/s | 1 ms handler, events/s |")
+    print("|---|---|---|")
+    for prefetch in (1, 5, 10, 25, 50, 100, 200):
+        instant, slow = [], []
+        for _ in range(rounds):
+            trio.run(fill, url, "BENCH_PREFETCH", count, schema)
+            instant.append(polyn_pull(url, "BENCH_PREFETCH", count, schema, prefetch))
+            trio.run(delete, url, "BENCH_PREFETCH")
+            slow_count = min(count, 3000)
+            trio.run(fill, url, "BENCH_PREFETCH", slow_count, schema)
+            counter = Counter(slow_count)
+            consumer = CountingConsumer(
+                counter, work=0.001, type=TYPE, stream_name="BENCH_PREFETCH", prefetch=prefetch
+            )
+            slow.append(trio.run(polyn_run, url, [consumer], {TYPE: schema}, counter))
+            trio.run(delete, url, "BENCH_PREFETCH")
         print(
-            f"| {label} | {rate:,.0f} | {rate / results['raw']:.2f} | "
-            f"{rate / results['faststream batch']:.2f} | "
-            f"{rate / results['faststream per-message']:.2f} |"
+            f"| {prefetch} | {statistics.median(instant):,.0f} | {statistics.median(slow):,.0f} |"
         )
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scale(url: str, total: int, backlog: int) -> None:
+    schema = SCHEMAS["2020-12"]
+    print(f"\n### N PullConsumers in one App, one connection, {total:,} events in all\n")
+    print("| N | aggregate events/s | vs N = 1 |")
+    print("|---|---|---|")
+    base = 0.0
+    for n in (1, 10, 100):
+        per = total // n
+        types = [f"bench.scale{i}.registered.v1" for i in range(n)]
+        streams = [f"BENCH_SCALE_{i}" for i in range(n)]
+        for event_type, stream in zip(types, streams, strict=True):
+            trio.run(fill, url, stream, per, schema, event_type)
+        counter = Counter(per * n)
+        consumers = [
+            CountingConsumer(counter, type=t, stream_name=s, name=f"c{i}")
+            for i, (t, s) in enumerate(zip(types, streams, strict=True))
+        ]
+        rate = trio.run(polyn_run, url, consumers, dict.fromkeys(types, schema), counter)
+        trio.run(delete, url, *streams)
+        base = base or rate
+        print(f"| {n} | {rate:,.0f} | {rate / base:.2f} |")
+
+    print(f"\n### A {backlog:,}-event backlog drained by a Pipeline\n")
+    trio.run(fill, url, "BENCH_BACKLOG", backlog, schema)
+    before = rss_mb()
+    peak: list[float] = []
+    counter = Counter(backlog)
+    consumer = CountingPipeline(counter, type=TYPE, stream_name="BENCH_BACKLOG")
+    rate = trio.run(
+        polyn_run, url, [consumer], {TYPE: schema}, counter, lambda: peak.append(rss_mb())
+    )
+    trio.run(delete, url, "BENCH_BACKLOG")
+    print(f"{rate:,.0f} events/s; RSS {before:.0f} MB before, {peak[0]:.0f} MB when drained")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["compare", "prefetch", "scale"], default=None)
+    parser.add_argument("--backlog", type=int, default=100_000)
     args = parser.parse_args()
+
+    def run(url: str) -> None:
+        print(
+            f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{os.cpu_count()} CPUs; tracing off"
+        )
+        if args.only in (None, "compare"):
+            compare(url, args.events, args.rounds)
+        if args.only in (None, "prefetch"):
+            prefetch_sweep(url, args.events, args.rounds)
+        if args.only in (None, "scale"):
+            scale(url, args.events, args.backlog)
+
     url = os.environ.get("NATS_URL")
     if url:
-        run(url, args.events)
+        run(url)
     else:
         from polyn.server import NatsServer
 
         with NatsServer() as server:
-            run(server.url, args.events)
+            run(server.url)
 
 
 if __name__ == "__main__":

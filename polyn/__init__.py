@@ -12,8 +12,20 @@ from polyn._version import __version__
 from polyn.actors import Actor, ActorRef, DynamicSupervisor, Restart, Strategy, Supervisor
 from polyn.app import App, AppContext, Running, current_app
 from polyn.config import Config
-from polyn.consumer import Ack, Nak
-from polyn.deadletter import dead_letter
+from polyn.consumers import (
+    Ack,
+    BatcherSpec,
+    BatchInfo,
+    HandlerTimeout,
+    Nak,
+    Pipeline,
+    PipelineMessage,
+    ProcessorSpec,
+    PullConsumer,
+    Responder,
+    Subscriber,
+    dead_letter,
+)
 from polyn.errors import (
     ActorError,
     CallTimeout,
@@ -23,8 +35,10 @@ from polyn.errors import (
     MigrationError,
     NamingError,
     NatsConnectionError,
+    OptionError,
     PolynError,
     RequestTimeout,
+    ResponderError,
     SandboxError,
     SchemaError,
     SchemaNotFoundError,
@@ -36,13 +50,9 @@ from polyn.errors import (
 from polyn.event import Event
 from polyn.json_store import JSONStore
 from polyn.nats import NatsConnection, transport_for
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.portal import AsyncPortal, Portal
 from polyn.publish import pub, reply, request
-from polyn.pull_consumer import PullConsumer
-from polyn.responder import Responder
 from polyn.schema_store import SchemaStore
-from polyn.subscriber import Subscriber
 
 __all__ = [
     "Ack",
@@ -53,12 +63,14 @@ __all__ = [
     "AppContext",
     "AsyncPortal",
     "BatchInfo",
+    "BatcherSpec",
     "CallTimeout",
     "Config",
     "ConfigError",
     "ConsumerError",
     "DynamicSupervisor",
     "Event",
+    "HandlerTimeout",
     "HeaderError",
     "JSONStore",
     "MigrationError",
@@ -66,13 +78,16 @@ __all__ = [
     "NamingError",
     "NatsConnection",
     "NatsConnectionError",
+    "OptionError",
     "Pipeline",
     "PipelineMessage",
     "PolynError",
     "Portal",
+    "ProcessorSpec",
     "PullConsumer",
     "RequestTimeout",
     "Responder",
+    "ResponderError",
     "Restart",
     "Running",
     "SandboxError",

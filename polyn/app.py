@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -43,6 +44,7 @@ import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
 from polyn.config import Config
+from polyn.consumers import Consumer, set_stuck_hook
 from polyn.errors import PolynError
 from polyn.nats import NatsConnection
 
@@ -120,7 +122,9 @@ class Running:
         """Whether every child of the App runs now and every NatsConnection is connected.
 
         Synchronous and cheap, for a health-check endpoint. False while a child is being
-        restarted or a connection is reconnecting.
+        restarted or a connection is reconnecting, and while a consumer reports a problem
+        (:meth:`polyn.consumers.Consumer.problem`: a schema missing from the store, no progress
+        for its ``stall_timeout`` while messages are in hand).
         """
         tree = self.tree
         if not tree.running:
@@ -135,6 +139,13 @@ class Running:
                 except PolynError:
                     return False
                 if not isinstance(connection, NatsConnection) or not connection.state.connected:
+                    return False
+            elif child.ref is not None and isinstance(child.spec, Consumer):
+                try:
+                    consumer = child.ref.running_actor()
+                except PolynError:
+                    return False
+                if isinstance(consumer, Consumer) and consumer.problem() is not None:
                     return False
         return True
 
@@ -193,13 +204,27 @@ class App:
         A signal stops the tree gracefully and ``main`` returns normally. ``trio.run(app.main)``.
         Signals are caught from before the first child starts (a signal during start-up stops
         the app once it has started) and only in the main thread.
+
+        A consumer whose handler ignores cancellation past its shutdown deadline (a shielded
+        cancel scope) would keep the stop waiting forever: it is logged by name and the process
+        ends at once with exit code 70 (``EX_SOFTWARE``), so a process manager sees a failure.
         """
+        set_stuck_hook(_abandon)
         with _signals() as signals:
             async with self.run() as running, trio.open_nursery() as nursery:
                 if signals is not None:
                     nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
                 await running.tree.wait_finished()
                 nursery.cancel_scope.cancel()
+
+
+def _abandon(description: str) -> None:
+    """The stop cannot finish (see :meth:`App.main`): end the process with an error."""
+    log.critical("the app cannot stop: %s; exiting with status 70", description)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(70)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ Commands (``polyn COMMAND --help`` shows each one's options)::
                                          put DIR's schemas into the schema bucket
     polyn schemas codegen [DIR] [--from-bucket] [--out PATH] [--check]
                                          write one frozen class per schema (typed events)
+    polyn deadletters list               list the stored dead letters (type, consumer, reason)
+    polyn deadletters replay --seq N ...  republish dead letters to their original subject
     polyn server [--port 4222]           a nats-server with JetStream, its store under .polyn/
     polyn catalog [--app MODULE:ATTR] [--out DIR] [--offline]
                                          write the event catalogue (AsyncAPI 3.0 and HTML)
@@ -233,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
             typed_cli.add_check_option(command)
         command.set_defaults(handler=handler)
     typed_cli.add_codegen_command(schemas_commands, config)
+
+    from polyn.consumers import deadletters
+
+    deadletters.add_command(
+        commands, config, lambda args: _load_config(args, service=False), _connected
+    )
 
     server = commands.add_parser("server", help="run a nats-server with JetStream for development")
     server.add_argument("--port", type=int, default=4222, help="client port (default 4222)")

@@ -32,9 +32,11 @@ __all__ = [
     "NamingError",
     "NatsConnectionError",
     "NoRespondersError",
+    "OptionError",
     "PermissionDeniedError",
     "PolynError",
     "RequestTimeout",
+    "ResponderError",
     "SandboxError",
     "SchemaError",
     "SchemaNotFoundError",
@@ -135,6 +137,14 @@ class ConfigError(PolynError):
     """A configuration value is missing or invalid; the message names the field and the value."""
 
 
+class OptionError(ConfigError, TypeError, ValueError):
+    """An actor option given at construction has the wrong type or is out of range.
+
+    A :class:`ConfigError`, and also a :class:`TypeError` / :class:`ValueError` as Python's own
+    argument errors are; the message names the class, the option and the value.
+    """
+
+
 class SandboxError(PolynError):
     """The test sandbox cannot tell which test's mock NATS the current task belongs to."""
 
@@ -160,6 +170,20 @@ class CallTimeout(PolynError, TimeoutError):
 
 class RequestTimeout(PolynError, TimeoutError):
     """A NATS request got no reply in time."""
+
+
+class ResponderError(PolynError):
+    """A Responder failed on a request and answered with an error reply instead of an event.
+
+    ``error_type`` is the class name of the responder's error and ``reason`` its first line
+    (redacted; empty when the responder was told to keep reasons to itself). Raised by
+    :func:`polyn.request`.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.reason = reason
 
 
 class NoRespondersError(RequestTimeout):

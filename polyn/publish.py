@@ -444,7 +444,9 @@ async def request(
     its type needs a schema too. Raises
     :class:`~polyn.errors.RequestTimeout` (a ``TimeoutError``) when no reply comes within
     ``timeout`` seconds (recorded on the send span), its subclass
-    :class:`~polyn.errors.NoRespondersError` at once when nobody listens on the subject, and
+    :class:`~polyn.errors.NoRespondersError` at once when nobody listens on the subject,
+    :class:`~polyn.errors.ResponderError` when a Polyn :class:`~polyn.Responder` failed on the
+    request (its error reply carries the error type and a one-line reason), and
     :class:`~polyn.errors.ValidationError` when the request or the reply is invalid.
 
     Example::
@@ -476,6 +478,9 @@ async def request(
             )
             exc.args = (f"request for {event_type}: {exc}",)
             raise exc from None
+    from polyn.consumers import raise_if_error_reply  # the Responder's error replies
+
+    raise_if_error_reply(answer, event_type)
     with tracing.receive_span(tracing.TEMPORARY, answer) as span:
         reply_event = _decode_reply(answer, schemas, resolved, event_type)
         if span.is_recording():

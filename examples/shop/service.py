@@ -25,15 +25,19 @@ import attrs
 
 from polyn.app import App
 from polyn.config import Config
-from polyn.consumer import Ack
+from polyn.consumers import (
+    Ack,
+    BatchInfo,
+    Pipeline,
+    PipelineMessage,
+    PullConsumer,
+    Responder,
+    Subscriber,
+)
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.publish import pub, request
-from polyn.pull_consumer import PullConsumer
-from polyn.responder import Responder
 from polyn.schema_store import SchemaStore
-from polyn.subscriber import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = ROOT / "schemas"

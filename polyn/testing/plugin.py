@@ -15,7 +15,11 @@ Fixtures:
 - ``polyn_sandbox`` (per test, needs pytest-trio): a :class:`~polyn.testing.Sandbox` for the
   test: a :class:`~polyn.testing.MockNats` over a real connection to ``nats_server``, with the
   server's streams and consumers snapshotted at start. It registers pytest-trio's runner task,
-  so the test body, its fixtures and everything they start use this test's mock.
+  so the test body, its fixtures and everything they start use this test's mock. An exception
+  a handler raises fails the test at once, with the handler's own traceback, and a message a
+  handler left unsettled fails it at the end (``polyn.testing._handler_errors``); markers
+  ``@pytest.mark.polyn_allow_handler_errors(types=...)`` and ``@pytest.mark.polyn_allow_unsettled``
+  opt a test out.
 
 Nothing here imports pytest-trio, Hypothesis or hypothesis-jsonschema, and the fixtures import
 the parts of Polyn they use only when a test requests them. The sandbox is never switched on by
@@ -39,6 +43,17 @@ if TYPE_CHECKING:
     from polyn.testing.sandbox import Sandbox
 
 __all__ = ["nats_server", "polyn_config", "polyn_sandbox", "polyn_schema_bucket", "polyn_schemas"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "polyn_allow_handler_errors(types=...): handler exceptions (of these types; all when "
+        "none) do not fail this sandboxed test",
+    )
+    config.addinivalue_line(
+        "markers", "polyn_allow_unsettled: messages a handler left unsettled do not fail the test"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -118,9 +133,12 @@ def read_schemas(url: str, bucket: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def polyn_sandbox(
-    nats_server: str, polyn_schemas: dict[str, Any], polyn_schema_bucket: str
+    nats_server: str,
+    polyn_schemas: dict[str, Any],
+    polyn_schema_bucket: str,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Sandbox]:
-    """This test's sandbox (see :class:`polyn.testing.Sandbox`)."""
+    """This test's sandbox (see :class:`polyn.testing.Sandbox`); handler errors fail the test."""
     import trio
 
     from polyn.testing.sandbox import Sandbox
@@ -131,4 +149,14 @@ async def polyn_sandbox(
     async with Sandbox.start(
         nats_server, schemas=polyn_schemas, schema_bucket=polyn_schema_bucket, test_task=runner
     ) as sandbox:
-        yield sandbox
+        allowed = request.node.get_closest_marker("polyn_allow_handler_errors")
+        if allowed is not None:
+            # `types=` as well as positional types: pytest takes a lone class argument for the
+            # object being marked, so `polyn_allow_handler_errors(KeyError)` cannot work.
+            kinds = allowed.kwargs.get("types", ())
+            kinds = (kinds,) if isinstance(kinds, type) else tuple(kinds)
+            sandbox.allow_handler_errors(*allowed.args, *kinds)
+        if request.node.get_closest_marker("polyn_allow_unsettled") is not None:
+            sandbox.allow_unsettled()
+        async with sandbox.handler_checks.watch(sandbox):
+            yield sandbox

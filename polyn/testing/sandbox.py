@@ -57,6 +57,7 @@ from polyn.nats import (
     Transport,
     set_transport_override,
 )
+from polyn.testing._handler_errors import HandlerChecks
 from polyn.testing._real import real_time
 from polyn.testing.mock_nats import MockNats
 from polyn.testing.sandbox_transport import SandboxTransport
@@ -162,6 +163,8 @@ class Sandbox:
         self.test_task = test_task
         self.url = url
         """The URL of the real server the sandbox wraps (None for a mock without one)."""
+        self.handler_checks = HandlerChecks()
+        """Handler errors and unsettled messages of this test (:mod:`._handler_errors`)."""
 
     def __repr__(self) -> str:
         return f"<Sandbox of task {self.test_task.name!r} {self.mock!r}>"
@@ -337,9 +340,11 @@ class Sandbox:
             yield running
             await _stop_all_but_connections(running)
         except BaseException as exc:
-            if isinstance(exc, Exception):  # the tree still runs: stop it on virtual time too
-                with contextlib.suppress(Exception):
-                    await _stop_all_but_connections(running)
+            # The tree still runs: stop it on virtual time too — also when the test is being
+            # cancelled (a handler error failing it): with the autojump paused, virtual time
+            # would stand still and the consumers' stop would wait forever.
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await _stop_all_but_connections(running)
             with real_time():
                 if await manager.__aexit__(type(exc), exc, exc.__traceback__):
                     return
@@ -356,6 +361,17 @@ class Sandbox:
     def real(self) -> Transport | None:
         """The real transport whose server the sandbox wraps (``None`` without one)."""
         return self.transport.real
+
+    def allow_handler_errors(self, *types: type[BaseException]) -> None:
+        """Let this test's handlers raise ``types`` (every exception when none is given)
+        without failing the test; they are then handled as in production (nak, dead letter).
+        See :mod:`polyn.testing._handler_errors`; the marker
+        ``@pytest.mark.polyn_allow_handler_errors(types=...)`` does the same."""
+        self.handler_checks.allow(*types)
+
+    def allow_unsettled(self) -> None:
+        """Do not fail this test for messages a handler left unsettled."""
+        self.handler_checks.allow_unsettled()
 
     def allow_task(self, task: Task) -> None:
         """``Sandbox.allow(self.test_task, task)``."""

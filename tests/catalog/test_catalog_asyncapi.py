@@ -13,11 +13,9 @@ from polyn import naming
 from polyn.app import App
 from polyn.catalog import Catalog, asyncapi_document, asyncapi_schema, build_catalog, write_catalog
 from polyn.config import Config
+from polyn.consumers import PullConsumer, Responder, Subscriber
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection
-from polyn.pull_consumer import PullConsumer
-from polyn.responder import Responder
-from polyn.subscriber import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 

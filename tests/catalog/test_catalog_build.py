@@ -24,11 +24,10 @@ from polyn.catalog import (
 )
 from polyn.catalog._schema_view import example_of, schema_rows
 from polyn.config import Config
+from polyn.consumers import Pipeline, Subscriber
 from polyn.errors import PolynError
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection
-from polyn.pipeline import Pipeline
-from polyn.subscriber import Subscriber
 
 
 def test_the_shop_catalogue_reads_the_servers_schemas_streams_and_consumers(

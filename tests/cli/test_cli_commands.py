@@ -26,7 +26,7 @@ from _support import Names, Shared
 from polyn import PullConsumer, codec
 from polyn.actors import Supervisor
 from polyn.config import Config
-from polyn.consumer import Ack
+from polyn.consumers import Ack
 from polyn.errors import StreamError
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, NatsTransport

@@ -10,11 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from polyn import codec, tracing
-from polyn.consumer import Ack
+from polyn.consumers import Ack, Pipeline, PipelineMessage, PullConsumer
 from polyn.event import Event
 from polyn.nats import Message
-from polyn.pipeline import Pipeline, PipelineMessage
-from polyn.pull_consumer import PullConsumer
 
 
 async def publish_traced(setup: Setup, n: int) -> Any:

@@ -8,7 +8,7 @@ import trio
 from _support import SharedDict
 from consumer_support import Setup, wait_until
 
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
+from polyn.consumers import BatchInfo, Pipeline, PipelineMessage
 
 
 class Ledger(Pipeline):
@@ -216,16 +216,31 @@ async def test_graceful_stop_finishes_in_flight_work_and_loses_nothing(setup: Se
     assert set(stored).isdisjoint(again["stored"])
 
 
-async def test_a_batch_timeout_longer_than_ack_wait_is_refused_at_start(setup: Setup) -> None:
-    """Messages a batcher holds past ack_wait would be redelivered into a second batch."""
-    import pytest
+async def test_messages_held_past_ack_wait_are_kept_in_progress_not_redelivered(
+    setup: Setup, caplog: Any
+) -> None:
+    """Issue 21 (14): a batch_timeout and a batch handler both longer than ack_wait. The held
+    messages get +WPI while their batch waits and while handle_batch runs: each event is
+    handled once, nothing is redelivered, and the slow handler is logged."""
+    await setup.create(ack_wait=1)
+    slow = {"db": {"batch_size": 10, "batch_timeout": 1.5, "concurrency": 1}}
+    log: dict[str, list[Any]] = SharedDict()
 
-    from polyn.errors import ActorError, ConsumerError
+    class SlowBatch(Ledger):
+        async def handle_batch(
+            self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
+        ) -> None:
+            await trio.sleep(1.6)  # past ack_wait
+            await super().handle_batch(batcher, messages, batch_info)
 
-    await setup.create(ack_wait=2)
-    slow = {"db": {"batch_size": 10, "batch_timeout": 5.0, "concurrency": 1}}
-    with pytest.raises(ActorError) as failed:
-        async with setup.tree(Ledger({}, type=setup.type, batchers=slow)):
-            pass
-    assert isinstance(failed.value.__cause__, ConsumerError)
-    assert "make batch_timeout shorter than ack_wait" in str(failed.value.__cause__)
+    for n in range(3):
+        await setup.publish(n)
+    async with setup.tree(SlowBatch(log, type=setup.type, batchers=slow)):
+        await wait_until(lambda: len(log.get("stored", [])) >= 3)
+        state = await wait_until_settled(setup)
+        await trio.sleep(1.2)  # a redelivery would have come by now
+    assert sorted(log["stored"]) == [0, 1, 2]
+    assert sorted(log["processed"]) == [0, 1, 2]
+    assert log["batches"] == [("db", 3, "timeout")]
+    assert state["num_redelivered"] == 0
+    assert any("longer than the consumer's ack_wait" in r.getMessage() for r in caplog.records)

@@ -17,8 +17,8 @@ from consumer_support import Setup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polyn.consumers import BatchInfo, Pipeline, PipelineMessage
 from polyn.nats import NatsTransport
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 
 KINDS = ["valid", "valid", "valid", "bad-data", "bytes", "not-json", "not-a-cloudevent"]
 

@@ -9,11 +9,10 @@ import trio
 from _support import Shared
 from consumer_support import Setup, wait_until
 
-from polyn.consumer import Ack, Nak
+from polyn.consumers import Ack, Nak, PullConsumer
 from polyn.errors import ActorError, ConsumerError, StreamError
 from polyn.event import Event
 from polyn.nats import Message
-from polyn.pull_consumer import PullConsumer
 
 
 class Recorder(PullConsumer):
@@ -235,3 +234,13 @@ async def test_a_consumer_without_explicit_acks_is_refused_at_start(setup: Setup
     cause = failed.value.__cause__
     assert isinstance(cause, ConsumerError)
     assert "ack_policy 'none'" in str(cause) and "ack_policy='explicit'" in str(cause)
+
+
+async def test_a_type_given_with_the_domain_is_stripped_of_it(setup: Setup) -> None:
+    """Issue 20 (8): `com.test.order...v1` reads the subject events of that type go to."""
+    await setup.create()
+    await setup.publish(1)
+    seen: list[Any] = Shared()
+    async with setup.tree(Recorder(seen, type=f"{setup.domain}.{setup.type}")):
+        await wait_until(lambda: seen == [(1, 1)])
+        await wait_until_acked(setup)

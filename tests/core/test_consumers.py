@@ -21,13 +21,11 @@ from core_support import Core
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from polyn.deadletter import dead_letter
-from polyn.errors import RequestTimeout
+from polyn.consumers import Responder, Subscriber, dead_letter
+from polyn.errors import RequestTimeout, ResponderError
 from polyn.event import Event
 from polyn.nats import Message, Subscription
 from polyn.publish import pub, request
-from polyn.responder import Responder
-from polyn.subscriber import Subscriber
 
 TRACEPARENT = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
 
@@ -111,6 +109,47 @@ async def test_subscriber_receives_an_elixir_event_sent_by_plain_nats_py(core: C
     assert event.source == "com:test:user:backend:orders"
     assert event.data == {"name": "Ada", "age": 36}
     assert event.polyndata["clientlang"] == "elixir"
+
+
+async def test_a_subject_given_with_the_domain_is_stripped_of_it(core: Core) -> None:
+    """Issue 20 (8): consumers strip the config's domain from a type, as naming does."""
+    subject = core.type("user.created.v1")
+    recorder = Recorder(subject=f"com.test.{subject}", name="recorder")
+    async with core.app(recorder).run() as running:
+        running_recorder = running.ref("recorder").running_actor()
+        assert isinstance(running_recorder, Recorder)
+        await pub(running, subject, {"name": "Ada"})
+        await wait_for(lambda: len(running_recorder.handled) == 1)
+
+
+async def test_a_subscriber_logs_and_drops_an_event_without_schema_and_reports_it(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21 (2): a missing schema is a configuration fault: logged loudly as one, the event
+    dropped (with a dead letter: core NATS keeps nothing to retry), health() false until the
+    schema is back; the subscriber goes on."""
+    subject = core.type("user.created.v1")
+    orphan = core.type("user.removed.v1")  # no schema in the bucket
+    letters = await core.transport.subscribe("polyn.deadletter." + orphan)
+    app = core.app(
+        Recorder(subject=subject, name="recorder"), Recorder(subject=orphan, name="orphans")
+    )
+    async with app.run() as running:
+        body = elixir_body(core, orphan, {"name": "Ada"}, str(uuid.uuid4()))
+        await core.transport.publish(orphan, body)
+        letter = await next_message(letters)
+        assert letter.headers["Polyn-Error-Type"] == "SchemaNotFoundError"
+        assert not running.health()
+        await pub(running, subject, {"name": "Grace"})  # the others go on
+        recorder = running.ref("recorder").running_actor()
+        assert isinstance(recorder, Recorder)
+        await wait_for(lambda: len(recorder.handled) == 1)
+        await core.transport.kv_put(core.bucket, orphan, json.dumps({"type": "object"}).encode())
+        await wait_for(running.health)
+    assert any(
+        r.levelname == "ERROR" and "configuration fault" in r.getMessage() for r in caplog.records
+    )
+    await letters.aclose()
 
 
 async def test_invalid_messages_and_handler_errors_are_dead_lettered_and_it_goes_on(
@@ -242,14 +281,48 @@ async def test_responder_answers_and_reports_what_it_cannot_answer(core: Core) -
         reply_event = await request(running, asked, "A1", timeout=5)
         assert reply_event.data == "quote for A1"
         assert reply_event.type == f"com.test.{answer}"
-        for data in ("fail", "bad reply"):
-            with pytest.raises(RequestTimeout):
-                await request(running, asked, data, timeout=0.3)
-        await core.transport.publish(asked, b"123", reply_to=core.names.subject("inbox"))
+        # issue 21 (14): a failure reaches the requester as an error, at once, not a timeout
+        with trio.fail_after(5):
+            with pytest.raises(ResponderError) as failed:
+                await request(running, asked, "fail", timeout=30)
+        assert failed.value.error_type == "RuntimeError"
+        assert failed.value.reason == "cannot quote"
+        assert str(failed.value) == f"the responder on {asked} failed: RuntimeError: cannot quote"
+        with trio.fail_after(5), pytest.raises(ResponderError) as failed:
+            await request(running, asked, "bad reply", timeout=30)
+        assert failed.value.error_type == "ValidationError"
+        assert "\n" not in failed.value.reason and failed.value.reason.startswith("Polyn event")
+        inbox = core.names.subject("inbox")
+        replies = await core.transport.subscribe(inbox)
+        await core.transport.publish(asked, b"123", reply_to=inbox)
+        invalid = await next_message(replies)
+        assert invalid.data == b"" and invalid.headers["Polyn-Error-Type"] == "ValidationError"
+        await replies.aclose()
         errors = [(await next_message(letters)).headers["Polyn-Error-Type"] for _ in range(3)]
         assert (await request(running, asked, "B2", timeout=5)).data == "quote for B2"
     assert errors == ["RuntimeError", "ValidationError", "ValidationError"]
     await letters.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error_replies", "expected"),
+    [("type", ("RuntimeError", "")), ("off", None)],
+)
+async def test_responder_error_replies_are_configurable(
+    core: Core, error_replies: str, expected: tuple[str, str] | None
+) -> None:
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+    Quotes.answer_type = answer
+    app = core.app(Quotes(subject=asked, error_replies=error_replies))
+    async with app.run() as running:
+        if expected is None:  # no answer at all: the requester times out, as before
+            with pytest.raises(RequestTimeout):
+                await request(running, asked, "fail", timeout=0.5)
+            return
+        with pytest.raises(ResponderError) as failed:
+            await request(running, asked, "fail", timeout=5)
+        assert (failed.value.error_type, failed.value.reason) == expected
+        assert "cannot quote" not in str(failed.value)
 
 
 async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporter) -> None:
@@ -285,11 +358,11 @@ async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporte
 
 APP_SCRIPT = """
 import sys, trio
-import polyn.actors, polyn.app, polyn.config, polyn.nats, polyn.schema_store, polyn.subscriber
+import polyn.actors, polyn.app, polyn.config, polyn.consumers, polyn.nats, polyn.schema_store
 
 marker = sys.argv[2]
 
-class Stopper(polyn.subscriber.Subscriber):
+class Stopper(polyn.consumers.Subscriber):
     subject = "sigterm.test.v1"
 
     async def handle_message(self, event, msg):

@@ -42,6 +42,7 @@ from examples.shop.service import (
     Billing,
     Journal,
     Ledger,
+    PaymentDeclinedError,
     build_app,
     make_config,
 )
@@ -78,6 +79,8 @@ async def shop(shop_server: str, schemas: dict[str, Any]) -> AsyncIterator[Shop]
         nursery.cancel_scope.cancel()
 
 
+# The declined card is the point: Billing raises PaymentDeclinedError until it gives up.
+@pytest.mark.polyn_allow_handler_errors(types=PaymentDeclinedError)
 async def test_orders_are_charged_receipted_and_booked_and_bad_ones_dead_lettered(
     polyn_sandbox: Sandbox,
     shop_server: str,

@@ -36,9 +36,9 @@ from reliability_support import wait_until
 import polyn
 from polyn.app import App
 from polyn.config import Config
+from polyn.consumers import BatchInfo, Pipeline, PipelineMessage
 from polyn.errors import ServerError
 from polyn.nats import NatsConnection, NatsTransport, transport_for
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.schema_store import SchemaStore
 from polyn.server import ClusterConfig, NatsCluster, NatsServer
 

@@ -25,13 +25,11 @@ from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 import polyn
 from polyn.actors import Supervisor
-from polyn.consumer import backoff
-from polyn.deadletter import PREFIX
+from polyn.consumers import DEADLETTER_PREFIX as PREFIX
+from polyn.consumers import Pipeline, PipelineMessage, PullConsumer, backoff
 from polyn.errors import ActorError
 from polyn.event import Event
 from polyn.nats import Message
-from polyn.pipeline import Pipeline, PipelineMessage
-from polyn.pull_consumer import PullConsumer
 from polyn.server import NatsServer
 
 EVENTS = 300

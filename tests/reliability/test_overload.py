@@ -24,8 +24,8 @@ import trio
 from reliability_support import Service, rss_mb, wait_until
 
 import polyn
+from polyn.consumers import Pipeline, PipelineMessage
 from polyn.errors import PolynError
-from polyn.pipeline import Pipeline, PipelineMessage
 from polyn.server import NatsServer
 
 BACKLOG = 100_000

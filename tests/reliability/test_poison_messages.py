@@ -2,8 +2,10 @@
 
 Kinds of poison: random bytes (some without a ``Nats-Msg-Id``), invalid JSON (truncated,
 garbage, nested past any recursion limit), valid JSON that is not a CloudEvent, CloudEvents whose
-``data`` has the wrong types, CloudEvents of an unknown event type, bodies near the server's
-``max_payload``, and envelopes drawn from :func:`polyn.testing.strategies.invalid_events`.
+``data`` has the wrong types, CloudEvents whose type is not a message name, bodies near the
+server's ``max_payload``, and envelopes drawn from :func:`polyn.testing.strategies.invalid_events`.
+(A valid type without a schema is not poison but a configuration fault, never terminated: see
+``test_consumer_faults``.)
 
 A Pipeline consumes the stream. Afterwards: every poison body was terminated and dead-lettered
 exactly once with a reason (``Polyn-Error``), its body kept (or cut to fit, marked
@@ -25,8 +27,8 @@ from _support import Shared
 from hypothesis import HealthCheck, Phase, given, settings
 from reliability_support import LogCounter, Service
 
-from polyn.deadletter import PREFIX
-from polyn.pipeline import Pipeline, PipelineMessage
+from polyn.consumers import DEADLETTER_PREFIX as PREFIX
+from polyn.consumers import Pipeline, PipelineMessage
 from polyn.server import NatsServer
 from polyn.testing.strategies import invalid_events
 
@@ -83,7 +85,7 @@ def poison_bodies(service: Service, max_payload: int) -> list[tuple[str, bytes, 
         "invalid JSON",
         "JSON, not a CloudEvent",
         "wrong types in data",
-        "unknown event type",
+        "type not a message name",
     ]
     i = 0
     while len(bodies) < POISON:
@@ -112,7 +114,7 @@ def poison_bodies(service: Service, max_payload: int) -> list[tuple[str, bytes, 
                 data=[{"n": str(i)}, {"n": 1.5 + i}, {"note": i}, [i], None][variant % 5]
             )
         else:
-            body = event_like(type=f"{service.domain}.unknown{i}.placed.v1")
+            body = event_like(type=f"{service.domain}.Unknown {i}..placed")
         bodies.append((kind, body, not kind.endswith("no Nats-Msg-Id")))
     return bodies
 

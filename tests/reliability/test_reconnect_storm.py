@@ -20,11 +20,10 @@ from _support import Shared
 from reliability_support import ORDER_SCHEMA, Service, wait_until
 
 import polyn
+from polyn.consumers import Pipeline, PipelineMessage, Subscriber
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection
-from polyn.pipeline import Pipeline, PipelineMessage
 from polyn.server import NatsServer
-from polyn.subscriber import Subscriber
 
 KILLS = 10
 STORM_LIMIT = 60.0  # seconds: ten outages within a minute

@@ -23,8 +23,8 @@ import trio
 from reliability_support import Service, wait_until
 
 import polyn
+from polyn.consumers import BatchInfo, Pipeline, PipelineMessage
 from polyn.nats import NatsTransport
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.server import NatsServer
 
 EVENTS = 20_000

@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from polyn.app import App
 from polyn.codec import Schemas, encode
 from polyn.config import Config
+from polyn.consumers import Subscriber
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, NatsTransport, transport_for
 from polyn.publish import pub
 from polyn.schema_store import SchemaStore
-from polyn.subscriber import Subscriber
 from polyn.testing import Sandbox
 
 SCHEMA = {

@@ -29,15 +29,20 @@ from _support import Names, Shared
 from polyn import naming
 from polyn.app import App, Running
 from polyn.config import Config
-from polyn.consumer import Ack, Nak
+from polyn.consumers import (
+    Ack,
+    BatchInfo,
+    Nak,
+    Pipeline,
+    PipelineMessage,
+    PullConsumer,
+    Responder,
+    Subscriber,
+)
 from polyn.event import Event
 from polyn.nats import Message, NatsConnection, NatsTransport, Transport
-from polyn.pipeline import BatchInfo, Pipeline, PipelineMessage
 from polyn.publish import pub, request
-from polyn.pull_consumer import PullConsumer
-from polyn.responder import Responder
 from polyn.schema_store import SchemaStore
-from polyn.subscriber import Subscriber
 from polyn.testing import Sandbox
 
 SCHEMA = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
