@@ -12,8 +12,8 @@ delivery counts and ``$JS.ACK`` metadata; ``filter_subject(s)``; the deliver pol
 ``new``, ``last`` and ``by_start_sequence``; ``workqueue`` retention).
 
 It never calls a real server. Which streams and consumers exist is the sandbox's business: the
-:class:`~polyn.testing.SnapshotAdmin` view defines them in the mock's ``jetstream`` (from a
-snapshot of the real server, or in memory), and key-value goes to the real server
+:class:`~polyn.testing.snapshot.SnapshotAdmin` view defines them in the mock's ``jetstream``
+(from a snapshot of the real server, or in memory), and key-value goes to the real server
 (:class:`~polyn.testing.SandboxTransport` puts the three together; ``polyn_sandbox`` and
 ``Sandbox.start`` build one).
 
