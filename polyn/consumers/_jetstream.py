@@ -225,8 +225,10 @@ class JetStreamConsumer(Consumer[DataT]):
         self.stream = await find_stream(resolved.transport, self.type, self.stream_name)
         info = await check_consumer(resolved.transport, self.stream, self._consumer_name)
         self.ack_wait = float(info.config.get("ack_wait") or 30.0)
-        max_deliver = info.config.get("max_deliver")
-        self.max_deliver = int(max_deliver) if max_deliver else None
+        # The server reports an unlimited max_deliver as -1: None here, so that no check
+        # mistakes it for a limit already reached (a missing schema would be held at once).
+        max_deliver = int(info.config.get("max_deliver") or 0)
+        self.max_deliver = max_deliver if max_deliver > 0 else None
         if self.max_deliver is not None and 0 < self.max_deliver < self.max_failures:
             log.info(
                 "consumer %s: max_deliver %d is below max_failures %d: failing messages are "
