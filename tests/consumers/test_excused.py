@@ -50,7 +50,7 @@ async def test_a_missing_schema_is_naked_and_redelivered_when_max_deliver_is_unl
     consumer = Recorder(seen, type=setup.type, max_failures=1, name="recorder")
     async with without_schemas(setup, consumer) as tree:
         with trio.fail_after(10):
-            while (await setup.consumer_state())["num_redelivered"] == 0:
+            while (await setup.consumer_state())["num_redelivered"] == 0:  # noqa: ASYNC110
                 await trio.sleep(0.05)
         running = tree.ref("recorder").running_actor()
         assert isinstance(running, Recorder)

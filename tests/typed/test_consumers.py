@@ -23,7 +23,7 @@ from typed_support import token_module
 
 import polyn
 from polyn import naming, typed
-from polyn.app import App, Running
+from polyn.app import App
 from polyn.config import Config
 from polyn.consumers import (
     DEADLETTER_PREFIX,
@@ -83,9 +83,28 @@ class Shop:
         return int((await self.transport.stream_info(self.dead_stream)).state["messages"])
 
 
+@attrs.frozen
+class Generated:
+    """One test's generated classes, without a server."""
+
+    names: Names
+    module: types.ModuleType
+
+    def message(self, name: str) -> str:
+        return f"{self.names.token}.{name}"
+
+    def cls(self, name: str) -> type[Any]:
+        return typed.generated_classes(self.module)[self.message(name)]
+
+
 @pytest.fixture
-async def shop(nats_url: str, names: Names, tmp_path: Path) -> AsyncIterator[Shop]:
-    module = token_module(names.token, tmp_path)
+def generated(names: Names, tmp_path: Path) -> Generated:
+    return Generated(names, token_module(names.token, tmp_path))
+
+
+@pytest.fixture
+async def shop(nats_url: str, generated: Generated) -> AsyncIterator[Shop]:
+    names, module = generated.names, generated.module
     transport = await NatsTransport.connect(nats_url)
     bucket = names.bucket("schemas")
     config = Config(
@@ -336,7 +355,7 @@ async def test_an_incompatible_schema_revision_naks_shows_in_health_and_never_de
         # 1); with max_deliver 2, held at that last delivery. Never handled, terminated or
         # dead-lettered.
         with trio.fail_after(10):
-            while (await redelivered(shop)) == 0:
+            while (await redelivered(shop)) == 0:  # noqa: ASYNC110 - the server's state
                 await trio.sleep(0.05)
         await trio.sleep(0.5)
         info = await shop.transport.consumer_info(shop.stream, shop.consumer("order.placed.v1"))
@@ -351,3 +370,131 @@ async def test_an_incompatible_schema_revision_naks_shows_in_health_and_never_de
     assert [data for data, _ in handled] == [shop.order("A-9")]
     assert handled[0][1] >= 2
     assert await shop.dead_letters() == 0
+
+
+async def test_a_typed_subscriber_gets_instances_and_records_an_unreadable_revision(
+    shop: Shop,
+) -> None:
+    Payment = shop.cls("payment.captured.v1")
+    payment_type = shop.message("payment.captured.v1")
+    seen: list[Any] = Shared()
+
+    class Receipts(Subscriber[Payment]):  # type: ignore[valid-type]
+        subject = payment_type
+
+        async def handle_message(self, event: Event[Any], msg: Message) -> None:
+            seen.append(event.data)
+
+    payment = Payment(order_id="A-1", customer="ada", amount=39.0, currency="EUR")
+    dead = await shop.transport.subscribe(f"{DEADLETTER_PREFIX}{payment_type}")
+    async with shop.app(Receipts(name="receipts")).run() as running:
+        await pub(running, payment)
+        await wait_until(lambda: seen)
+        store = running.ref(shop.bucket).running_actor()
+        assert isinstance(store, SchemaStore)
+        original = shop.schemas[payment_type]
+        revised = copy.deepcopy(original)
+        revised["required"].remove("customer")
+        await shop.put_schema("payment.captured.v1", revised)
+        await wait_until(lambda: store.schemas.get(payment_type) != original)
+        await pub(running, payment)
+        letter = await dead.__anext__()  # core NATS keeps nothing: the record to replay
+        assert not running.health()
+        receipts = running.ref("receipts").running_actor()
+        assert isinstance(receipts, Receipts)
+        assert "cannot read" in (receipts.problem() or "")
+        await shop.put_schema("payment.captured.v1", original)
+        await wait_until(running.health)
+    await dead.aclose()
+    assert seen == [payment]
+    assert letter.headers["Polyn-Error-Type"] == "IncompatibleSchemaError"
+
+
+async def test_a_typed_responder_answers_an_unreadable_request_with_an_error_reply(
+    shop: Shop,
+) -> None:
+    StockRequested = shop.cls("stock.requested.v1")
+    StockReported = shop.cls("stock.reported.v1")
+    request_type = shop.message("stock.requested.v1")
+
+    class Inventory(Responder[StockRequested]):  # type: ignore[valid-type]
+        subject = request_type
+
+        async def handle_request(self, event: Event[Any], msg: Message) -> object:
+            return StockReported(sku=event.data.sku, available=1, reserved=True)
+
+    async with shop.app(Inventory()).run() as running:
+        store = running.ref(shop.bucket).running_actor()
+        assert isinstance(store, SchemaStore)
+        revised = copy.deepcopy(shop.schemas[request_type])
+        revised["properties"]["quantity"]["type"] = "number"  # a type widened: breaking
+        await shop.put_schema("stock.requested.v1", revised)
+        await wait_until(lambda: store.schemas.get(request_type) == revised)
+        with pytest.raises(ResponderError) as failed:
+            await request(running, request_type, {"sku": "mug", "quantity": 1.5})
+    assert failed.value.error_type == "IncompatibleSchemaError"
+    assert "cannot read" in failed.value.reason
+
+
+# -- options --------------------------------------------------------------------------------
+
+
+def test_the_generic_form_sets_the_data_type_option(generated: Generated) -> None:
+    shop = generated
+    Order = shop.cls("order.placed.v1")
+
+    class Billing(PullConsumer[Order]):  # type: ignore[valid-type]
+        type = shop.message("order.placed.v1")
+
+    assert Billing().data_type is Order
+    assert Billing().options.data_type is Order
+    assert PullConsumer(type="x.v1").data_type is None
+
+
+def test_a_data_type_for_another_message_or_unbuildable_is_refused_when_the_spec_is_built(
+    generated: Generated,
+) -> None:
+    shop = generated
+    Order = shop.cls("order.placed.v1")
+    Payment = shop.cls("payment.captured.v1")
+    order_type = shop.message("order.placed.v1")
+    with pytest.raises(OptionError, match=r"generated for .*payment\.captured\.v1.* consumes"):
+        PullConsumer(type=order_type, data_type=Payment)
+    with pytest.raises(OptionError, match="generated for"):
+        Subscriber(subject=order_type, data_type=Payment)
+    with pytest.raises(OptionError, match="generated for"):
+        Pipeline(type=order_type, data_type=Payment)
+    with pytest.raises(OptionError, match="'data_type'"):
+        Responder(subject=order_type, data_type=object)  # nothing cattrs can build from JSON
+    with pytest.raises(OptionError, match="'data_type' must be a class"):
+        PullConsumer(type=order_type, data_type="OrderPlacedV1")  # type: ignore[typeddict-item]
+    # the domain may prefix the type; hand-written classes fit any message
+    assert PullConsumer(type=f"com.test.{order_type}", data_type=Order).data_type is Order
+
+    @attrs.frozen
+    class Handmade:
+        order_id: str
+
+    assert Subscriber(subject=order_type, data_type=Handmade).data_type is Handmade
+
+    class Billing(PullConsumer[Order]):  # type: ignore[valid-type]
+        type = order_type
+
+    with pytest.raises(OptionError, match="declared for"):
+        Billing(data_type=Payment)
+    with pytest.raises(OptionError, match="name one class"):
+
+        class Confused(PullConsumer[Order]):  # type: ignore[valid-type]
+            type = order_type
+            data_type = Payment
+
+
+async def test_a_typed_consumer_refuses_to_start_for_another_domains_type(shop: Shop) -> None:
+    Order = shop.cls("order.placed.v1")
+    consumer = PullConsumer(type=f"org.other.{shop.message('order.placed.v1')}", data_type=Order)
+    with pytest.raises(polyn.ActorError) as failed:
+        async with shop.app(consumer).run():
+            pass  # pragma: no cover - the start fails
+    assert isinstance(failed.value.__cause__, OptionError)
+    assert "generated for" in str(failed.value.__cause__)
+
