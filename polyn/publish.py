@@ -434,7 +434,10 @@ async def pub(
         await polyn.pub(running, UserCreatedV1(name="Ada"), source="signup")
     """
     resolved = resolve(conn)
-    event_type, payload = event_type_and_data(event_type, data)
+    if type(event_type) is str and type(data) in _PLAIN:  # the hot path: a JSON value
+        payload = data
+    else:
+        event_type, payload = event_type_and_data(event_type, data)
     config = resolved.config
     template = _template(config, event_type, source)
     if template.verified and (id is None or (type(id) is str and id)):
