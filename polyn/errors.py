@@ -19,6 +19,11 @@ Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotation only: this module imports nothing from Polyn
+    from polyn.typed import Compatibility
+
 __all__ = [
     "ActorError",
     "BucketNotFoundError",
@@ -26,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConsumerError",
     "HeaderError",
+    "IncompatibleSchemaError",
     "JetStreamError",
     "KeyValueConflictError",
     "MigrationError",
@@ -92,6 +98,30 @@ class HeaderError(PolynError, ValueError):
 
 class SchemaError(PolynError):
     """A schema is missing from the schema store, or a document is not a valid JSON Schema."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """A valid event's data cannot become an instance of the consumer's data class.
+
+    The message's schema revision is incompatible with the one the class was generated from
+    (``polyn schemas check`` rules: a property removed, a type changed...), or the data does not
+    fit a hand-written class. Not a :class:`ValidationError`: the event is valid, this service is
+    behind (another team changed the schema). Typed consumers nak such a message with a delay,
+    without counting it towards ``max_failures``, and report it in ``health()``; they never
+    terminate it. ``compatibility`` holds the judgement (a :class:`polyn.typed.Compatibility`),
+    when there was one.
+
+    Example::
+
+        try:
+            order = decoder.decode(event.data, name="order.placed.v1", schemas=schemas)
+        except polyn.IncompatibleSchemaError as exc:
+            await msg.nak(delay=30)
+    """
+
+    def __init__(self, message: str, compatibility: Compatibility | None = None) -> None:
+        super().__init__(message)
+        self.compatibility = compatibility
 
 
 class SchemaStoreError(PolynError):

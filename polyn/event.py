@@ -22,9 +22,10 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
+from typing_extensions import TypeVar
 
 from polyn._version import __version__
 from polyn.naming import full_source, full_type
@@ -32,7 +33,11 @@ from polyn.naming import full_source, full_type
 if TYPE_CHECKING:
     from polyn.config import Config
 
-__all__ = ["Event", "next_event_id", "now_text"]
+__all__ = ["DataT", "Event", "next_event_id", "now_text"]
+
+DataT = TypeVar("DataT", default=Any)
+"""The type of an event's ``data``: ``Event[OrderPlacedV1]`` for a typed consumer's events; a
+bare ``Event`` is ``Event[Any]`` (a JSON value)."""
 
 SPECVERSION = "1.0.1"
 _JSON = "application/json"
@@ -100,7 +105,7 @@ def _polyndata() -> dict[str, Any]:
 
 
 @attrs.frozen(kw_only=True)
-class Event:
+class Event(Generic[DataT]):
     """One event: the CloudEvent attributes Polyn puts on the wire.
 
     - ``id``: unique id, also the ``Nats-Msg-Id`` that deduplicates publishes (UUID v4).
@@ -108,7 +113,10 @@ class Event:
     - ``type``: ``<domain>.<message name>``, e.g. ``com.acme.user.created.v1``.
     - ``source``: colon form ``<domain>:<source_root>[:<source>]``.
     - ``time``: ISO 8601 text, UTC with microseconds and ``Z`` for events built here.
-    - ``data``: the payload, a JSON value, checked against the message's JSON Schema.
+    - ``data``: the payload, a JSON value, checked against the message's JSON Schema. In a typed
+      consumer (``data_type = OrderPlacedV1``) the handler gets an ``Event[OrderPlacedV1]``
+      whose ``data`` is an instance of that class, built after validation
+      (docs/guide/typed-events.md).
     - ``datacontenttype``: ``"application/json"`` unless given.
     - ``dataschema``: ``None``; no Polyn client sets it.
     - ``polyndata``: ``{"clientlang", "clientlangversion", "clientversion"}`` of the sender.
@@ -126,7 +134,7 @@ class Event:
     type: str
     source: str
     time: str | None = attrs.field(factory=_now)
-    data: Any = None
+    data: DataT = None  # type: ignore[assignment]  # None is the default of Event[Any]
     datacontenttype: str | None = _JSON
     dataschema: str | None = None
     polyndata: dict[str, Any] = attrs.field(factory=_polyndata)
@@ -157,10 +165,10 @@ class Event:
         cls,
         config: Config,
         event_type: str,
-        data: Any,
+        data: DataT,
         source: str | None = None,
         **fields: Any,
-    ) -> Event:
+    ) -> Event[DataT]:
         """A new event to publish, with the Elixir client's defaults.
 
         ``type`` is :func:`~polyn.naming.full_type` of ``event_type`` and ``source`` is

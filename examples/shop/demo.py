@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from examples.shop.events import OrderPlacedV1, OrderPlacedV1Item
 from examples.shop.service import (
     CURRENCY,
     DECLINED_CUSTOMERS,
@@ -35,6 +36,7 @@ from polyn.migration import open_transport, run_async
 from polyn.nats import Message, transport_for
 from polyn.publish import pub
 from polyn.schema_loader import load_schemas, read_schemas
+from polyn.typed import unstructure
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -66,14 +68,20 @@ INVALID_REASONS = {
 }
 
 
+def new_order(order_id: str, customer: str, items: list[tuple[str, int, float]]) -> OrderPlacedV1:
+    """An order as the storefront publishes it: an instance of the generated class."""
+    return OrderPlacedV1(
+        order_id=order_id,
+        customer=customer,
+        items=[OrderPlacedV1Item(sku=sku, quantity=qty, price=price) for sku, qty, price in items],
+        total=round(sum(qty * price for _, qty, price in items), 2),
+    )
+
+
 def order_data(order_id: str, customer: str, items: list[tuple[str, int, float]]) -> dict[str, Any]:
-    lines = [{"sku": sku, "quantity": qty, "price": price} for sku, qty, price in items]
-    return {
-        "order_id": order_id,
-        "customer": customer,
-        "items": lines,
-        "total": round(sum(qty * price for _, qty, price in items), 2),
-    }
+    """The same order as the JSON ``data`` of its event."""
+    data: dict[str, Any] = unstructure(new_order(order_id, customer, items))
+    return data
 
 
 def invalid_body(kind: str, config: Config, schemas: codec.Schemas) -> bytes:
@@ -105,7 +113,8 @@ class Expected:
 
 
 async def place_orders(running: Running, say: Callable[[str], None] = print) -> Expected:
-    """Publish :data:`ORDERS` with ``polyn.pub`` and the invalid messages raw, in between.
+    """Publish :data:`ORDERS` with ``polyn.pub`` (typed: ``pub(running, OrderPlacedV1(...))``)
+    and the invalid messages raw, in between.
 
     The invalid ones go through the transport directly (``js_publish``), as a buggy service or
     another client could send them: ``polyn.pub`` validates first and would refuse them.
@@ -121,7 +130,7 @@ async def place_orders(running: Running, say: Callable[[str], None] = print) -> 
     )
     invalid = 0
     for order_id, customer, items in ORDERS:
-        await pub(running, ORDER_PLACED, order_data(order_id, customer, items), ack=True)
+        await pub(running, new_order(order_id, customer, items), ack=True)
         kind = INVALID_AFTER.get(order_id)
         if kind is not None:
             await transport.js_publish(ORDER_PLACED, invalid_body(kind, config, schemas))

@@ -10,6 +10,11 @@ One :class:`polyn.app.App` tree, children started in this order (and stopped in 
     Billing     PullConsumer JetStream: for each order.placed.v1, asks Inventory for stock,
                              charges the card and publishes payment.captured.v1
 
+Every handler is typed: its consumer is declared for the class ``polyn schemas codegen`` wrote
+for its message (``Billing(PullConsumer[OrderPlacedV1])``, :mod:`examples.shop.events`), so
+``event.data`` is an ``OrderPlacedV1`` whose fields mypy checks, and events are published as
+instances (``pub("nats", PaymentCapturedV1(...))``: the class names the event type).
+
 Everything the actors do is told to a :class:`Journal`, which prints a line per step and
 keeps the counts the summary shows (and the tests check).
 """
@@ -23,6 +28,12 @@ from typing import Any
 
 import attrs
 
+from examples.shop.events import (
+    OrderPlacedV1,
+    PaymentCapturedV1,
+    StockReportedV1,
+    StockRequestedV1,
+)
 from polyn.app import App
 from polyn.config import Config
 from polyn.consumers import (
@@ -99,7 +110,7 @@ class Journal:
         self.say(f"  {who:<10} {text}")
 
 
-class Inventory(Responder):
+class Inventory(Responder[StockRequestedV1]):
     """Answers stock requests, reserving what it reports (a Responder)."""
 
     subject = STOCK_REQUESTED
@@ -110,17 +121,20 @@ class Inventory(Responder):
         self.journal = journal
         self.stock = dict(STOCK)  # a fresh count at every (re)start
 
-    async def handle_request(self, event: Event, msg: Message) -> tuple[str, object]:
-        sku, quantity = event.data["sku"], event.data["quantity"]
-        available = self.stock.get(sku, 0)
-        reserved = available >= quantity
+    async def handle_request(
+        self, event: Event[StockRequestedV1], msg: Message
+    ) -> StockReportedV1:
+        wanted = event.data
+        available = self.stock.get(wanted.sku, 0)
+        reserved = available >= wanted.quantity
         if reserved:
-            self.stock[sku] = available - quantity
+            self.stock[wanted.sku] = available - wanted.quantity
         self.journal.stock_checks += 1
-        return STOCK_REPORTED, {"sku": sku, "available": available, "reserved": reserved}
+        # An instance of a generated class is the answer: its class names the reply type.
+        return StockReportedV1(sku=wanted.sku, available=available, reserved=reserved)
 
 
-class Billing(PullConsumer):
+class Billing(PullConsumer[OrderPlacedV1]):
     """For each order: check stock (request / reply), charge, publish the payment.
 
     A PullConsumer: one order at a time, in stream order, from the durable consumer
@@ -135,42 +149,44 @@ class Billing(PullConsumer):
         super().__init__(**options)
         self.journal = journal
 
-    async def handle_message(self, event: Event, msg: Message) -> Ack:
+    async def handle_message(self, event: Event[OrderPlacedV1], msg: Message) -> Ack:
         order = event.data
-        for item in order["items"]:
+        for item in order.items:
             stock = await request(
-                "nats", STOCK_REQUESTED, {"sku": item["sku"], "quantity": item["quantity"]}
+                "nats",
+                StockRequestedV1(sku=item.sku, quantity=item.quantity),
+                reply_type=StockReportedV1,
             )
-            if not stock.data["reserved"]:
-                self.journal.line("Billing", f"{order['order_id']}: {item['sku']} out of stock")
-        if order["customer"] in DECLINED_CUSTOMERS:
-            self.journal.declines.append(order["order_id"])
+            if not stock.data.reserved:
+                self.journal.line("Billing", f"{order.order_id}: {item.sku} out of stock")
+        if order.customer in DECLINED_CUSTOMERS:
+            self.journal.declines.append(order.order_id)
             self.journal.line(
                 "Billing",
-                f"{order['order_id']} {order['customer']:<8} card declined "
+                f"{order.order_id} {order.customer:<8} card declined "
                 f"(delivery {msg.metadata.num_delivered if msg.metadata else 1})",
             )
             # An exception naks the message with backoff; at max_failures it is dead-lettered.
-            raise PaymentDeclinedError(f"card of {order['customer']} declined")
-        payment = {
-            "order_id": order["order_id"],
-            "customer": order["customer"],
-            "amount": order["total"],
-            "currency": CURRENCY,
-        }
+            raise PaymentDeclinedError(f"card of {order.customer} declined")
+        payment = PaymentCapturedV1(
+            order_id=order.order_id,
+            customer=order.customer,
+            amount=order.total,
+            currency=CURRENCY,
+        )
         self.journal.line(
             "Billing",
-            f"{order['order_id']} {order['customer']:<8} charged {order['total']:7.2f} {CURRENCY}",
+            f"{order.order_id} {order.customer:<8} charged {order.total:7.2f} {CURRENCY}",
         )
         # ack=True: stored in the PAYMENTS stream before the order is acked. A crash between
         # the two redelivers the order; the payment's new event id would be a second payment,
         # so a real Billing would make the charge idempotent on the order id.
-        await pub("nats", PAYMENT_CAPTURED, payment, ack=True)
-        self.journal.charged.append(order["order_id"])
+        await pub("nats", payment, ack=True)
+        self.journal.charged.append(order.order_id)
         return Ack.ACK
 
 
-class Receipts(Subscriber):
+class Receipts(Subscriber[PaymentCapturedV1]):
     """Mails a receipt for every payment (a core NATS Subscriber: no stream, no durability)."""
 
     subject = PAYMENT_CAPTURED
@@ -180,15 +196,13 @@ class Receipts(Subscriber):
         super().__init__(**options)
         self.journal = journal
 
-    async def handle_message(self, event: Event, msg: Message) -> None:
+    async def handle_message(self, event: Event[PaymentCapturedV1], msg: Message) -> None:
         payment = event.data
-        self.journal.receipts.append(payment["order_id"])
-        self.journal.line(
-            "Receipts", f"{payment['order_id']} receipt mailed to {payment['customer']}"
-        )
+        self.journal.receipts.append(payment.order_id)
+        self.journal.line("Receipts", f"{payment.order_id} receipt mailed to {payment.customer}")
 
 
-class Ledger(Pipeline):
+class Ledger(Pipeline[PaymentCapturedV1]):
     """Books payments in batches (a Pipeline: 4 concurrent processors, one batcher)."""
 
     type = PAYMENT_CAPTURED
@@ -199,15 +213,20 @@ class Ledger(Pipeline):
         super().__init__(**options)
         self.journal = journal
 
-    async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
+    async def handle_message(
+        self, processor: str, message: PipelineMessage[PaymentCapturedV1]
+    ) -> PipelineMessage[PaymentCapturedV1]:
         return message.put_batcher("books")
 
     async def handle_batch(
-        self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
+        self,
+        batcher: str,
+        messages: list[PipelineMessage[PaymentCapturedV1]],
+        batch_info: BatchInfo,
     ) -> None:
-        amount = sum(m.event.data["amount"] for m in messages)
+        amount = sum(m.event.data.amount for m in messages)
         self.journal.batches.append((len(messages), batch_info.trigger, amount))
-        orders = ", ".join(m.event.data["order_id"] for m in messages)
+        orders = ", ".join(m.event.data.order_id for m in messages)
         self.journal.line(
             "Ledger",
             f"booked {len(messages)} payments, {amount:.2f} {CURRENCY} "

@@ -13,6 +13,11 @@ consumer, fetching, decoding in a receive span, and three guards:
   then handles it. (Stopped while holding, it dead-letters the held message first, so that
   ``polyn deadletters replay`` can bring it back.) Either way the consumer logs it at ERROR and
   :meth:`problem` (so ``running.health()``) reports it until the schema is back.
+- **A schema revision the data class cannot read** (typed consumers, ``data_type``: another
+  team made a breaking change, :class:`~polyn.errors.IncompatibleSchemaError`) is the same kind
+  of fault and goes the same way: naked with backoff, not counted, held at ``max_deliver``,
+  never terminated, reported by :meth:`problem` until the store's revision fits the class again
+  (or the service runs a class regenerated for it).
 - **Messages in hand stay alive.** Every fetched message not yet settled — waiting in the
   prefetch buffer, held in a batch, or being handled — gets ``+WPI`` (in progress) every third
   of the consumer's ``ack_wait``, so a slow handler or a long batch does not make the server
@@ -46,13 +51,14 @@ from polyn.consumers._settlement import (
 )
 from polyn.errors import (
     ConsumerError,
+    IncompatibleSchemaError,
     JetStreamError,
     PolynError,
     SchemaNotFoundError,
     StreamError,
     ValidationError,
 )
-from polyn.event import Event
+from polyn.event import DataT, Event
 from polyn.nats import ConsumerInfo, Message, Transport
 
 __all__ = ["JetStreamConsumer", "JetStreamOptions", "check_consumer", "fetch_some", "find_stream"]
@@ -154,7 +160,7 @@ class JetStreamOptions(ConsumerOptions):
     stall_timeout: float | None = seconds(300.0, optional=True)
 
 
-class JetStreamConsumer(Consumer):
+class JetStreamConsumer(Consumer[DataT]):
     """What :class:`~polyn.PullConsumer` and :class:`~polyn.Pipeline` share (module doc).
 
     Options, as class attributes or keyword arguments: ``type`` (required), ``source``,
@@ -177,6 +183,7 @@ class JetStreamConsumer(Consumer):
         super().__init__(**options)
         if not self.type:
             raise ConsumerError(f"{type(self).__name__} needs a `type`: the event type it consumes")
+        self._set_up_data_type(self.type)
         self._consumer_name = ""
         self.stream = ""
         self.ack_wait = 30.0
@@ -213,12 +220,15 @@ class JetStreamConsumer(Consumer):
         resolved = self._resolve()
         config = resolved.config
         self.type = self._strip_domain(self.type)
+        self._set_up_data_type(self.type, exact=True)
         self._consumer_name = naming.consumer_name(self.type, config, self.source)
         self.stream = await find_stream(resolved.transport, self.type, self.stream_name)
         info = await check_consumer(resolved.transport, self.stream, self._consumer_name)
         self.ack_wait = float(info.config.get("ack_wait") or 30.0)
-        max_deliver = info.config.get("max_deliver")
-        self.max_deliver = int(max_deliver) if max_deliver else None
+        # The server reports an unlimited max_deliver as -1: None here, so that no check
+        # mistakes it for a limit already reached (a missing schema would be held at once).
+        max_deliver = int(info.config.get("max_deliver") or 0)
+        self.max_deliver = max_deliver if max_deliver > 0 else None
         if self.max_deliver is not None and 0 < self.max_deliver < self.max_failures:
             log.info(
                 "consumer %s: max_deliver %d is below max_failures %d: failing messages are "
@@ -301,26 +311,44 @@ class JetStreamConsumer(Consumer):
 
     # -- decoding -----------------------------------------------------------------------------
 
-    async def _decode(self, msg: Message, span: Span) -> Event | None:
+    def _decode_now(self, msg: Message) -> Event[DataT]:
+        """``msg``'s event, validated (and typed, with ``data_type``), with the store's current
+        snapshot; raises what :func:`polyn.codec.decode` and the decoder raise."""
+        assert self._resolved is not None
+        schemas = self._schemas()
+        event = codec.decode(msg.data, schemas, self._resolved.config)
+        return event if self._decoder is None else self._typed(event, schemas)
+
+    async def _decode(self, msg: Message, span: Span) -> Event[DataT] | None:
         """``msg``'s event, validated; None when it was settled instead (invalid: dead-lettered
-        and terminated; schema missing: naked, or held until the schema is back)."""
+        and terminated; schema missing or unreadable by ``data_type``: naked, or held until
+        it is back)."""
         resolved = self._resolved
         assert resolved is not None
+        schemas = self._schemas()
         try:
-            event = codec.decode(msg.data, self._schemas(), resolved.config)
+            event = codec.decode(msg.data, schemas, resolved.config)
         except SchemaNotFoundError as exc:
             tracing.record_error(span, exc)
-            return await self._without_schema(msg, exc)
+            return await self._excuse(msg, self._schema_missing(msg, exc))
         except ValidationError as exc:
             tracing.record_error(span, exc)
             await settle_invalid(resolved.transport, msg, exc, self.consumer_name)
             self._done(msg)
             return None
+        if self._decoder is not None:
+            try:
+                event = self._typed(event, schemas)
+            except IncompatibleSchemaError as exc:
+                tracing.record_error(span, exc)
+                return await self._excuse(msg, self._schema_unreadable(event, exc))
         tracing.set_receive_attributes(span, event, msg, resolved.transport)
         return event
 
-    async def _without_schema(self, msg: Message, error: SchemaNotFoundError) -> Event | None:
-        name = self._schema_missing(msg, error)
+    async def _excuse(self, msg: Message, name: str) -> Event[DataT] | None:
+        """A fault of the configuration, not of ``msg`` (its schema missing, or unreadable by
+        ``data_type``): nak it with backoff without counting the delivery towards
+        ``max_failures``, or hold it when naking would make the server drop it."""
         metadata = msg.metadata
         count = delivery_count(msg)
         if metadata is not None:
@@ -334,13 +362,13 @@ class JetStreamConsumer(Consumer):
             return None
         return await self._hold_for_schema(msg, name)
 
-    async def _hold_for_schema(self, msg: Message, name: str) -> Event | None:
+    async def _hold_for_schema(self, msg: Message, name: str) -> Event[DataT] | None:
         assert self._resolved is not None
         self._holding += 1
         self._fetch_open = trio.Event()
         log.error(
             "consumer %s: holding a %s event at its last delivery (max_deliver %s) and "
-            "fetching nothing more until its schema is back",
+            "fetching nothing more until its schema is back (or its data class reads it)",
             self.consumer_name,
             name,
             self.max_deliver,
@@ -349,8 +377,8 @@ class JetStreamConsumer(Consumer):
             while True:
                 await trio.sleep(SCHEMA_RETRY)
                 try:
-                    event = codec.decode(msg.data, self._schemas(), self._resolved.config)
-                except SchemaNotFoundError as exc:
+                    event = self._decode_now(msg)
+                except (SchemaNotFoundError, IncompatibleSchemaError) as exc:
                     if self._stopping:
                         # The server drops it after this delivery: keep a record to replay.
                         await dead_letter(

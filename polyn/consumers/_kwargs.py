@@ -42,6 +42,7 @@ class ConsumerKwargs(ActorKwargs, total=False):
     connection: str | ActorRef
     store: str | None
     handler_timeout: float | None
+    data_type: type[Any] | None
 
 
 class SubscriberKwargs(ConsumerKwargs, total=False):

@@ -30,7 +30,15 @@ import attrs
 
 from polyn.errors import OptionError
 
-__all__ = ["ACTOR_OPTIONS", "build_options", "choice", "integer", "seconds", "text"]
+__all__ = [
+    "ACTOR_OPTIONS",
+    "a_class",
+    "build_options",
+    "choice",
+    "integer",
+    "seconds",
+    "text",
+]
 
 T = TypeVar("T")
 
@@ -116,6 +124,14 @@ def choice(default: str, values: tuple[str, ...]) -> Any:
     wanted = "one of " + ", ".join(repr(v) for v in values)
     return attrs.field(
         default=default, validator=_validator(lambda v: None if v in values else wanted)
+    )
+
+
+def a_class(default: type | None = None, *, what: str = "a class or None") -> Any:
+    """A class option (``data_type = OrderPlacedV1``); ``None`` allowed."""
+    return attrs.field(
+        default=default,
+        validator=_validator(lambda v: None if v is None or isinstance(v, type) else what),
     )
 
 

@@ -14,6 +14,20 @@ The job of the seed's ``OffBroadway.Polyn.Producer`` plus Broadway, as one actor
         async def handle_batch(self, batcher, messages, batch_info):
             await db.insert_many([m.event.data for m in messages])
 
+Typed (``Pipeline[PaymentCapturedV1]``, or ``data_type = PaymentCapturedV1``), each
+``message.event`` is an ``Event[PaymentCapturedV1]`` and ``message.event.data.amount`` is known
+to mypy (see :mod:`polyn.consumers`)::
+
+    class Ledger(polyn.Pipeline[PaymentCapturedV1]):
+        type = "payment.captured.v1"
+        batchers = {"db": {"batch_size": 100}}
+
+        async def handle_message(self, processor, message):
+            return message.put_batcher("db")
+
+        async def handle_batch(self, batcher, messages, batch_info):
+            await db.insert_many([(m.event.data.order_id, m.event.data.amount) for m in messages])
+
 Stages, each a set of trio tasks inside the actor:
 
 1. **producer**: pulls from the durable consumer ``naming.consumer_name(type, config, source)``
@@ -83,18 +97,18 @@ import logging
 import math
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias
 
 import attrs
 import trio
 
-from polyn import codec, tracing
+from polyn import tracing
 from polyn.consumers._base import Failed
 from polyn.consumers._jetstream import JetStreamConsumer, JetStreamOptions, fetch_some
 from polyn.consumers._options import _validator, integer, seconds
 from polyn.consumers._settlement import Ack, Nak, dead_letter, delivery_count
-from polyn.errors import OptionError, PolynError, ValidationError
-from polyn.event import Event
+from polyn.errors import IncompatibleSchemaError, OptionError, PolynError, ValidationError
+from polyn.event import DataT, Event
 from polyn.nats import Message
 
 if TYPE_CHECKING:
@@ -142,10 +156,13 @@ def _ack_choice(value: object, *, optional: bool, what: str) -> Ack | Nak | None
 
 
 @attrs.define(eq=False)
-class PipelineMessage:
-    """A validated event moving through a :class:`Pipeline`, with its JetStream message."""
+class PipelineMessage(Generic[DataT]):
+    """A validated event moving through a :class:`Pipeline`, with its JetStream message.
 
-    event: Event
+    ``PipelineMessage[X]`` in a ``Pipeline[X]``: ``event`` is an ``Event[X]``.
+    """
+
+    event: Event[DataT]
     msg: Message
     batcher: str | None = None
     batch_key: Hashable = "default"
@@ -300,7 +317,7 @@ class PipelineOptions(JetStreamOptions):
 _Item: TypeAlias = "tuple[Message, Any, Event | None]"
 
 
-class Pipeline(JetStreamConsumer):
+class Pipeline(JetStreamConsumer[DataT]):
     """A batching, concurrent consumer of one event type (see the module doc)."""
 
     Options = PipelineOptions
@@ -328,17 +345,21 @@ class Pipeline(JetStreamConsumer):
 
     # -- callbacks for subclasses -------------------------------------------------------------
 
-    async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
+    async def handle_message(
+        self, processor: str, message: PipelineMessage[DataT]
+    ) -> PipelineMessage[DataT]:
         """Handle one validated event in a processor; return the message (see the module doc)."""
         raise NotImplementedError(f"{type(self).__name__} must define handle_message")
 
     async def handle_batch(
-        self, batcher: str, messages: list[PipelineMessage], batch_info: BatchInfo
+        self, batcher: str, messages: list[PipelineMessage[DataT]], batch_info: BatchInfo
     ) -> Any:
         """Handle a batch of messages; raising fails them all."""
         raise NotImplementedError(f"{type(self).__name__} has batchers but no handle_batch")
 
-    async def handle_failed(self, messages: list[PipelineMessage]) -> list[PipelineMessage]:
+    async def handle_failed(
+        self, messages: list[PipelineMessage[DataT]]
+    ) -> list[PipelineMessage[DataT]]:
         """Called with failed messages before they are settled; return them (module doc)."""
         return messages
 
@@ -480,10 +501,9 @@ class Pipeline(JetStreamConsumer):
 
     async def _decode_for_partition(self, msg: Message, link: Any) -> Event | None:
         """Decode in the producer (the key needs the event); settle it when invalid."""
-        assert self._resolved is not None
         try:
-            return codec.decode(msg.data, self._schemas(), self._resolved.config)
-        except ValidationError:
+            return self._decode_now(msg)
+        except (ValidationError, IncompatibleSchemaError):
             pass
         with tracing.receive_span(self.type, msg, links=[link] if link else None) as span:
             event = await self._decode(msg, span)  # settles it, or holds it for its schema

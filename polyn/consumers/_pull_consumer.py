@@ -12,6 +12,19 @@ The seed's ``Polyn.PullConsumer``. Subclass it, name the event type, and handle 
     app = polyn.App(config, children=[polyn.NatsConnection(), polyn.SchemaStore(),
                                       ReceiptMailer()])
 
+Typed, with the class ``polyn schemas codegen`` wrote for the message (mypy then knows
+``event.data``'s fields)::
+
+    class ReceiptMailer(polyn.PullConsumer[PaymentCapturedV1]):
+        type = "payment.captured.v1"
+
+        async def handle_message(self, event: polyn.Event[PaymentCapturedV1], msg):
+            await send_receipt(event.data.customer, event.data.amount)
+            return polyn.Ack.ACK
+
+(``data_type = PaymentCapturedV1`` as a class attribute or keyword does the same at run time;
+the generic form also lets mypy check the handler's annotation against it.)
+
 The durable consumer ``naming.consumer_name(type, config, source)`` must exist (a
 ``create_consumer`` migration); its stream is the one capturing ``type`` unless ``stream_name``
 is given. Options, as class attributes or keyword arguments (checked when the spec is built):
@@ -54,7 +67,7 @@ from polyn.consumers._base import Failed
 from polyn.consumers._jetstream import JetStreamConsumer, JetStreamOptions, fetch_some
 from polyn.consumers._options import integer
 from polyn.consumers._settlement import Ack, Nak, apply
-from polyn.event import Event
+from polyn.event import DataT, Event
 from polyn.nats import Message
 
 if TYPE_CHECKING:
@@ -86,7 +99,7 @@ class PullConsumerOptions(JetStreamOptions):
     prefetch: int = integer(DEFAULT_PREFETCH, at_least=1)
 
 
-class PullConsumer(JetStreamConsumer):
+class PullConsumer(JetStreamConsumer[DataT]):
     """Handle the events of one JetStream durable consumer, one at a time (see the module doc)."""
 
     Options = PullConsumerOptions
@@ -96,7 +109,7 @@ class PullConsumer(JetStreamConsumer):
     def __init__(self, **options: Unpack[PullConsumerKwargs]) -> None:
         super().__init__(**options)
 
-    async def handle_message(self, event: Event, msg: Message) -> Ack | Nak | None:
+    async def handle_message(self, event: Event[DataT], msg: Message) -> Ack | Nak | None:
         """Handle one event; return how to settle its message (see the module doc)."""
         raise NotImplementedError(f"{type(self).__name__} must define handle_message")
 

@@ -11,6 +11,11 @@ acks, no redelivery), validates each one and hands it to ``handle_message(event,
   it is logged at ERROR as such and dead-lettered (core NATS keeps nothing to retry; a stream on
   ``polyn.deadletter.>`` keeps it for ``polyn deadletters replay``), and :meth:`problem` reports
   it until the schema is back.
+- An event of a schema revision its ``data_type`` cannot read (typed events: another team's
+  breaking change) is treated as a missing schema is: logged at ERROR as a configuration fault,
+  dead-lettered (core NATS keeps nothing to redeliver; the dead letter is the record to replay
+  once the service runs a regenerated class), and reported by :meth:`problem` until the class
+  reads the store's revision again.
 - **Handler failures** — anything the handler's code raises (see :class:`~polyn.consumers.Consumer`)
   — are logged, recorded on the span and dead-lettered the same way; the subscriber never
   crashes because of a handler.
@@ -22,7 +27,8 @@ acks, no redelivery), validates each one and hands it to ``handle_message(event,
 
 Options, as class attributes or keyword arguments (checked when the spec is built):
 ``subject``, ``queue_group`` (None), ``connection`` (``"nats"``), ``store`` (the SchemaStore's
-name; default the config's), ``handler_timeout`` (None). Dead letters name the subscriber by its
+name; default the config's), ``handler_timeout`` (None), ``data_type`` (None: ``event.data`` is
+the JSON value; or ``Subscriber[UserCreatedV1]``). Dead letters name the subscriber by its
 ``name``, else its class name. A subject given with the config's domain is stripped of it.
 
 Example::
@@ -49,8 +55,15 @@ from polyn import codec, tracing
 from polyn.consumers._base import Consumer, ConsumerOptions, Failed
 from polyn.consumers._options import text
 from polyn.consumers._settlement import dead_letter
-from polyn.errors import ConsumerError, NatsConnectionError, SchemaNotFoundError, ValidationError
-from polyn.event import Event
+from polyn.errors import (
+    ConsumerError,
+    IncompatibleSchemaError,
+    NatsConnectionError,
+    PolynError,
+    SchemaNotFoundError,
+    ValidationError,
+)
+from polyn.event import DataT, Event
 from polyn.nats import Message, Subscription
 
 if TYPE_CHECKING:
@@ -71,7 +84,7 @@ class CoreOptions(ConsumerOptions):
     queue_group: str | None = text(None)
 
 
-class CoreConsumer(Consumer):
+class CoreConsumer(Consumer[DataT]):
     """What Subscriber and Responder share: subscribe, decode, report failures."""
 
     Options = CoreOptions
@@ -85,6 +98,7 @@ class CoreConsumer(Consumer):
             raise ConsumerError(
                 f"{type(self).__name__} needs a `subject`: the event type it subscribes to"
             )
+        self._set_up_data_type(self.subject)
         self._sub: Subscription | None = None
         self._stopping = False
         self._done = trio.Event()
@@ -93,6 +107,7 @@ class CoreConsumer(Consumer):
         """Subscribe, then start handling. Subclasses that override it call ``super().init()``."""
         resolved = self._resolve()
         self.subject = self._strip_domain(self.subject)
+        self._set_up_data_type(self.subject, exact=True)
         self._sub = await resolved.transport.subscribe(self.subject, queue=self.queue_group)
         self.nursery.start_soon(self._loop, self._sub)
 
@@ -119,12 +134,14 @@ class CoreConsumer(Consumer):
         if not self._stopping:
             raise NatsConnectionError(f"the subscription to {self.subject!r} ended")
 
-    async def _decode(self, msg: Message, span: Any) -> Event | ValidationError:
-        """``msg``'s event, validated; else the error, once reported (span, log, dead letter)."""
+    async def _decode(self, msg: Message, span: Any) -> Event[DataT] | PolynError:
+        """``msg``'s event, validated (and typed, with ``data_type``); else the error, once
+        reported (span, log, dead letter)."""
         resolved = self._resolved
         assert resolved is not None
+        schemas = self._schemas()
         try:
-            event = codec.decode(msg.data, self._schemas(), resolved.config)
+            event = codec.decode(msg.data, schemas, resolved.config)
         except SchemaNotFoundError as exc:
             self._schema_missing(msg, exc)
             await self._report(msg, exc, span)
@@ -132,6 +149,13 @@ class CoreConsumer(Consumer):
         except ValidationError as exc:
             await self._report(msg, exc, span)
             return exc
+        if self._decoder is not None:
+            try:
+                event = self._typed(event, schemas)
+            except IncompatibleSchemaError as exc:
+                self._schema_unreadable(event, exc)
+                await self._report(msg, exc, span)
+                return exc
         if span.is_recording():
             tracing.set_receive_attributes(span, event, msg, resolved.transport)
         return event
@@ -150,13 +174,13 @@ class CoreConsumer(Consumer):
         raise NotImplementedError
 
 
-class Subscriber(CoreConsumer):
+class Subscriber(CoreConsumer[DataT]):
     """A core NATS subscriber of validated events (see the module doc)."""
 
     def __init__(self, **options: Unpack[SubscriberKwargs]) -> None:
         super().__init__(**options)
 
-    async def handle_message(self, event: Event, msg: Message) -> None:
+    async def handle_message(self, event: Event[DataT], msg: Message) -> None:
         """Handle one valid event; ``msg`` is the raw message (headers, subject, reply_to)."""
         raise NotImplementedError(f"{type(self).__name__} must define handle_message")
 

@@ -13,7 +13,14 @@ dataclass per message schema. This package is the runtime side, which needs only
   a breaking change (``polyn schemas check`` rules) makes the class unable to read the revision;
 - :class:`Decoder` is what a typed consumer holds: it judges each schema revision once and
   raises :class:`IncompatibleSchemaError` (nak, do not dead-letter) for a revision that breaks
-  the class.
+  the class (the error lives in :mod:`polyn.errors`, exported as ``polyn.IncompatibleSchemaError``);
+- :class:`Generated` is the protocol of generated classes (what ``pub(running, instance)``
+  accepts for mypy).
+
+The consumers and ``pub`` / ``request`` / ``reply`` use this runtime: a consumer with
+``data_type = OrderPlacedV1`` (or ``PullConsumer[OrderPlacedV1]``) hands its handler an
+``Event[OrderPlacedV1]``, and ``pub(running, OrderPlacedV1(...))`` publishes an instance
+(see docs/guide/typed-events.md).
 
 Example::
 
@@ -27,11 +34,13 @@ Example::
 
 from __future__ import annotations
 
+from polyn.errors import IncompatibleSchemaError
 from polyn.typed._convert import JSON_KEY, unstructure
 from polyn.typed._schema import (
+    MISSING,
     Compatibility,
     Decoder,
-    IncompatibleSchemaError,
+    Generated,
     compatibility,
     event_type_and_data,
     generated_classes,
@@ -45,8 +54,10 @@ from polyn.typed._schema import (
 
 __all__ = [
     "JSON_KEY",
+    "MISSING",
     "Compatibility",
     "Decoder",
+    "Generated",
     "IncompatibleSchemaError",
     "compatibility",
     "event_type_and_data",

@@ -58,6 +58,12 @@ def is_pydantic(cl: Any) -> bool:
     )
 
 
+def dumps_itself(cl: Any) -> bool:
+    """Whether instances of ``cl`` have pydantic v2's ``model_dump`` (all unstructuring needs:
+    a duck-typed model will do, as ``pub`` always accepted)."""
+    return isinstance(cl, type) and callable(getattr(cl, "model_dump", None))
+
+
 def is_generated(cl: type[Any]) -> bool:
     """Whether ``cl`` comes from a module written by ``polyn schemas codegen``."""
     module = sys.modules.get(cl.__module__)
@@ -288,9 +294,9 @@ def _unstructure_converter() -> cattrs.Converter:
     def pydantic(cl: type[Any]) -> Callable[[Any], Any]:
         return lambda value: value.model_dump(mode="json")
 
-    converter.register_unstructure_hook_factory(is_pydantic, pydantic)
+    converter.register_unstructure_hook_factory(dumps_itself, pydantic)
     converter.register_unstructure_hook_factory(
-        lambda cl: is_record(cl) and not is_pydantic(cl), record
+        lambda cl: is_record(cl) and not dumps_itself(cl), record
     )
     return converter
 
@@ -321,7 +327,8 @@ def unstructure(obj: Any) -> Any:
     Instances of generated classes, attrs classes and dataclasses become dicts (nested instances
     too, sequences become lists, enums their values, ``json_key`` metadata renames keys); pydantic
     models give ``model_dump(mode="json")``. An optional field of a generated class that is
-    ``None`` is left out (see the module doc). Anything else is returned unchanged, and the codec
+    ``None`` is left out (see the module doc). Any object with pydantic's ``model_dump`` is
+    dumped with it, pydantic or not. Anything else is returned unchanged, and the codec
     then says where it is not JSON.
 
     Example::

@@ -21,11 +21,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import attrs
 
-from polyn.errors import SchemaError
+from polyn.errors import IncompatibleSchemaError
 from polyn.schema_compat import breaking_changes
 from polyn.typed._convert import structure_hook, unstructure
 
@@ -34,21 +34,6 @@ T = TypeVar("T")
 log = logging.getLogger("polyn.typed")
 
 HASH_PREFIX = "sha256:"
-
-
-class IncompatibleSchemaError(SchemaError):
-    """Event data cannot become an instance of the consumer's data class.
-
-    The message's schema revision is incompatible with the one the class was generated from
-    (``polyn schemas check`` rules), or the data does not fit a hand-written class. Not a
-    :class:`~polyn.ValidationError`: the event is valid, this service is behind. Consumers nak it
-    (with a delay) instead of dead-lettering it, and report it in ``health()``.
-    ``compatibility`` holds the judgement, when there was one.
-    """
-
-    def __init__(self, message: str, compatibility: Compatibility | None = None) -> None:
-        super().__init__(message)
-        self.compatibility = compatibility
 
 
 def schema_hash(schema: Any) -> str:
@@ -63,6 +48,15 @@ def schema_hash(schema: Any) -> str:
     """
     text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Generated(Protocol):
+    """What mypy knows of a class written by ``polyn schemas codegen``: the message it stands
+    for. ``pub(running, instance)``, ``request`` and ``reply`` accept instances of such classes
+    without an event type, and mypy refuses ``pub(running, "order.placed.v1")`` without data.
+    """
+
+    __polyn_message__: ClassVar[str]
 
 
 def _class_of(cls_or_obj: Any) -> type[Any]:

@@ -114,3 +114,13 @@ def load_module(text: str, folder: Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def token_module(token: str, folder: Path) -> types.ModuleType:
+    """The example's schemas generated under message names of one test's own
+    (``<token>.order.placed.v1``: ``T…OrderPlacedV1``), imported; so typed consumers of
+    parallel tests on one server never share a subject."""
+    from polyn.typed.codegen import generate_module
+
+    schemas = {f"{token}.{name}": schema for name, schema in example_schemas().items()}
+    return load_module(generate_module(schemas, source="a test").text, folder)
