@@ -1,7 +1,8 @@
 """How layer-4 calls find their tree, config, transport and schema snapshot from ``conn``.
 
 ``polyn.pub(conn, ...)`` and the consumers accept a connection in several shapes; this module
-turns each into one :class:`Resolved` value:
+turns each into one :class:`Resolved` value (the shapes are decoded in one place,
+:func:`polyn.nats.locate`, and the config read in one place, :func:`polyn.config.config_for`):
 
 - a **connection name** (``"nats"``): looked up in the calling task's tree, so it works inside
   actors and the tasks they start;
@@ -18,28 +19,21 @@ change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import Final
 
 import attrs
 
 from polyn import codec
-from polyn.actors import ActorRef, Key, Tree, current_tree
-from polyn.config import Config
-from polyn.errors import ActorError, ConfigError, SchemaStoreError
-from polyn.nats import Transport, transport_for
+from polyn.actors import Key, Tree
+from polyn.config import Config, config_for
+from polyn.errors import SchemaStoreError
+from polyn.nats import Conn, Transport, locate, transport_for
 
-if TYPE_CHECKING:
-    from polyn.app import Running
-
-__all__ = ["SCHEMAS", "Conn", "Resolved", "resolve", "schemas_for"]
+__all__ = ["SCHEMAS", "Conn", "Resolved", "config_of", "resolve", "schemas_for"]
 
 SCHEMAS: Final = Key("schemas", codec.Schemas)
 """What a running :class:`~polyn.schema_store.SchemaStore` provides to its tree: its current
 snapshot, replaced as a whole on every change (read without a mailbox hop by every publish)."""
-
-Conn: TypeAlias = "str | ActorRef | Running | Tree"
-"""What layer-4 calls accept as ``conn``."""
-
 
 @attrs.frozen
 class Resolved:
@@ -50,37 +44,9 @@ class Resolved:
     transport: Transport
 
 
-def _tree_of(conn: object) -> Tree:
-    if isinstance(conn, str):
-        tree = current_tree()
-        if tree is None:
-            raise ActorError(
-                f"the connection name {conn!r} was used outside a running tree; pass the "
-                "handle of `async with app.run() as running` (or a ref) instead"
-            )
-        return tree
-    if isinstance(conn, ActorRef):
-        return conn.tree
-    if isinstance(conn, Tree):
-        return conn
-    tree = getattr(conn, "tree", None)  # the App's Running handle
-    if isinstance(tree, Tree):
-        return tree
-    raise TypeError(
-        f"conn must be a connection name, an ActorRef, an app's running handle or a Tree, "
-        f"not {conn!r}"
-    )
-
-
 def config_of(tree: Tree) -> Config:
-    """The :class:`~polyn.Config` in ``tree``'s context; ConfigError when it has none."""
-    config = tree.context.get("config")
-    if not isinstance(config, Config):
-        raise ConfigError(
-            "this tree has no polyn.Config in its context: run it with polyn.App(config, ...) "
-            "or Supervisor.run(context={'config': config})"
-        )
-    return config
+    """The tree's config (:func:`polyn.config.config_for`: its context's, else loaded once)."""
+    return config_for(tree)
 
 
 def resolve(conn: Conn = "nats") -> Resolved:
@@ -88,15 +54,18 @@ def resolve(conn: Conn = "nats") -> Resolved:
 
     Raises :class:`~polyn.errors.ActorError` when the connection is not running,
     :class:`~polyn.errors.NatsConnectionError` when it is not connected and
-    :class:`~polyn.errors.ConfigError` when the tree has no config.
+    :class:`~polyn.errors.ConfigError` when the tree has no config and ``Config.load()`` fails.
+
+    ``Resolved`` is a per-call record, not a handle: a consumer resolves again when its
+    connection restarts (the transport changes; the tree and config do not).
 
     Example::
 
         resolved = resolve(running)
         await resolved.transport.flush()
     """
-    tree = _tree_of(conn)
-    return Resolved(config_of(tree), tree, transport_for(conn))
+    tree, _ = locate(conn)
+    return Resolved(config_for(tree), tree, transport_for(conn))
 
 
 def schemas_for(resolved: Resolved, store: str | None = None) -> codec.Schemas:

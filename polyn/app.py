@@ -14,7 +14,11 @@ Two ways to run it:
 - ``async with app.run() as running:`` starts the tree inside the current trio run (a test, a
   script) and yields a :class:`Running` handle; leaving the block stops the tree.
 
-Inside the tree, :func:`current_app` gives the config and the registry.
+Inside the tree, :func:`current_app` gives the same handle (config and registry).
+
+The App is a shortcut, not a requirement: a plain ``trio.run(polyn.Supervisor([...]).main)`` of
+Polyn actors works too, with the config ``Config.load()`` reads (``[tool.polyn]``, ``POLYN_*``),
+loaded once per tree, and any restart strategy (consumers find a restarted connection again).
 
 Example::
 
@@ -39,37 +43,26 @@ import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-import attrs
 import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
-from polyn.config import Config
-from polyn.consumers import Consumer, set_stuck_hook
+from polyn.config import Config, config_for
+from polyn.consumers import PROBLEM, Consumer, set_stuck_hook
 from polyn.errors import PolynError
-from polyn.nats import NatsConnection
+from polyn.nats import TRANSPORT, NatsConnection
 
 __all__ = ["App", "AppContext", "Running", "current_app"]
 
 log = logging.getLogger("polyn.app")
 
 
-@attrs.frozen
-class AppContext:
-    """What :func:`current_app` returns: the running App's config and registry."""
+def current_app() -> Running:
+    """The handle of the tree the calling task runs in: its config and registry.
 
-    config: Config
-    tree: Tree
-
-    def whereis(self, name: str) -> ActorRef | None:
-        """The actor registered as ``name`` in the app's tree, or None."""
-        return self.tree.whereis(name)
-
-
-def current_app() -> AppContext:
-    """The config and registry of the App the calling task runs in.
-
-    Raises :class:`~polyn.errors.PolynError` outside a running tree, or in a tree started
-    without a config.
+    Works in any Polyn tree: an App's, or a plain Supervisor's (whose config is then
+    ``Config.load()``, once per tree; see :func:`polyn.config.config_for`). Raises
+    :class:`~polyn.errors.PolynError` outside a running tree, and
+    :class:`~polyn.errors.ConfigError` when the tree has no config and none can be loaded.
 
     Example::
 
@@ -83,17 +76,16 @@ def current_app() -> AppContext:
             "current_app() was called outside a running App; use the handle of "
             "`async with app.run() as running` there"
         )
-    config = tree.context.get("config")
-    if not isinstance(config, Config):
-        raise PolynError("current_app(): this tree was not started by a polyn.App (no config)")
-    return AppContext(config=config, tree=tree)
+    return Running(config_for(tree), tree)
 
 
 class Running:
-    """The handle of a running App: ``async with app.run() as running``.
+    """The handle of a running App: ``async with app.run() as running``, and
+    :func:`current_app` inside the tree — the one handle type of a running service.
 
     Attributes: ``config``, ``tree`` (the actors :class:`~polyn.actors.Tree`), ``context`` (the
     tree's read-only context). ``polyn.pub(running, ...)`` publishes through its connection.
+    (``polyn.AppContext``, what ``current_app()`` returned before, is another name for it.)
     """
 
     __slots__ = ("config", "tree")
@@ -124,7 +116,9 @@ class Running:
         Synchronous and cheap, for a health-check endpoint. False while a child is being
         restarted or a connection is reconnecting, and while a consumer reports a problem
         (:meth:`polyn.consumers.Consumer.problem`: a schema missing from the store, no progress
-        for its ``stall_timeout`` while messages are in hand).
+        for its ``stall_timeout`` while messages are in hand, its connection gone). It reads
+        what the children provide (:data:`polyn.nats.TRANSPORT`,
+        :data:`polyn.consumers.PROBLEM`), never the actor instances.
         """
         tree = self.tree
         if not tree.running:
@@ -133,21 +127,22 @@ class Running:
         if counts.active != counts.specs:
             return False
         for child in tree.which_children_nowait():
-            if child.ref is not None and isinstance(child.spec, NatsConnection):
-                try:
-                    connection = child.ref.running_actor()
-                except PolynError:
+            ref = child.ref
+            if ref is None:
+                continue
+            if isinstance(child.spec, NatsConnection):
+                transport = ref.lookup(TRANSPORT)
+                if transport is None or transport.connected_url is None:
                     return False
-                if not isinstance(connection, NatsConnection) or not connection.state.connected:
-                    return False
-            elif child.ref is not None and isinstance(child.spec, Consumer):
-                try:
-                    consumer = child.ref.running_actor()
-                except PolynError:
-                    return False
-                if isinstance(consumer, Consumer) and consumer.problem() is not None:
+            elif isinstance(child.spec, Consumer):
+                problem = ref.lookup(PROBLEM)
+                if problem is not None and problem() is not None:
                     return False
         return True
+
+
+AppContext = Running
+"""The former name of what :func:`current_app` returns; now the one handle, :class:`Running`."""
 
 
 class App:

@@ -1,7 +1,10 @@
 """Polyn's configuration: :class:`Config`, built from arguments or loaded with :meth:`Config.load`.
 
 A ``Config`` is a frozen value: the App puts it in its tree's context and every actor reads it
-from there. Build one explicitly::
+from there, through one function, :func:`config_for`. A tree started without one (a plain
+``trio.run(Supervisor([...]).main)``, as the seed builds services) gets ``Config.load()`` — the
+same sources as the command line — loaded once and cached in the tree (:meth:`Tree.cached
+<polyn.actors.Tree.cached>`). Build one explicitly::
 
     config = polyn.Config(domain="com.acme", source_root="orders.payments")
 
@@ -59,14 +62,15 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
+from polyn.actors import Key, Tree
 from polyn.errors import ConfigError
 from polyn.naming import is_valid_source_name
 
-__all__ = ["Config", "redact_url"]
+__all__ = ["Config", "config_for", "redact_url"]
 
 _DEFAULT_SERVERS = ("nats://127.0.0.1:4222",)
 # NATS key-value bucket names (nats-server's rule for KV buckets).
@@ -383,3 +387,37 @@ def _coerce(name: str, value: object, origin: str) -> object:
     if not isinstance(value, str):
         raise ConfigError(f"{origin} must be a string, got {shown(value)}")
     return value
+
+
+_LOADED: Final = Key("polyn.Config.load()", Config)
+"""The tree-wide cache of the config a tree without one in its context loaded."""
+
+
+def config_for(tree: Tree) -> Config:
+    """The :class:`Config` of ``tree``: the one in its context (``polyn.App`` puts it there, as
+    does ``Supervisor.run(context={"config": config})``), else :meth:`Config.load` — the
+    ``[tool.polyn]`` table of ``pyproject.toml`` and the ``POLYN_*`` / ``NATS_*`` variables, as
+    the command line reads them — loaded once per tree and cached in it.
+
+    The one place Polyn reads a tree's config. Raises :class:`~polyn.errors.ConfigError` when
+    the context holds something else under ``"config"``, or when there is none and
+    ``Config.load()`` fails (its text says which setting is missing).
+
+    Example::
+
+        config = config_for(self.tree)       # inside an actor
+        config = config_for(running.tree)    # outside, from the App's handle
+    """
+    found = tree.context.get("config")
+    if found is not None:
+        if not isinstance(found, Config):
+            raise ConfigError(f"the tree's context holds {found!r} as 'config', not a polyn.Config")
+        return found
+    try:
+        return tree.cached(_LOADED, Config.load)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"this tree has no polyn.Config in its context, and Config.load() (pyproject.toml's "
+            f"[tool.polyn], POLYN_* variables) failed: {exc}. Configure it there, or run the "
+            "tree with polyn.App(config, ...) or Supervisor.run(context={'config': config})"
+        ) from exc

@@ -38,6 +38,7 @@ import orjson
 import trio
 
 from polyn.actors import Actor, ActorRef, Tree
+from polyn.config import config_for
 from polyn.errors import ActorError, NatsConnectionError, PolynError
 from polyn.nats import KvEntry, KvWatch, Transport, transport_for
 
@@ -134,7 +135,7 @@ class JSONStore(Actor):
     async def init(self) -> None:
         transport = await self._connect()
         if self.create:
-            replicas = getattr(self.context.get("config"), "kv_replicas", 1)
+            replicas = config_for(self.tree).kv_replicas
             await transport.kv_create(self.bucket, replicas=replicas)
         watch = await self._open_watch(transport)
         self._watch = watch

@@ -56,8 +56,10 @@ import trio
 from polyn import codec
 from polyn._resolve import SCHEMAS
 from polyn.actors import ActorRef, current_tree
+from polyn.config import config_for
 from polyn.errors import (
     BucketNotFoundError,
+    ConfigError,
     NatsConnectionError,
     PolynError,
     SchemaStoreError,
@@ -86,9 +88,12 @@ def _default_store() -> str:
     # A supervisor builds each run's instance in its own task, inside the tree, so the tree's
     # config is known here; a spec built outside any tree gets the protocol's default.
     tree = current_tree()
-    config = tree.context.get("config") if tree is not None else None
-    store = getattr(config, "schema_store", None)
-    return store if isinstance(store, str) else _DEFAULT_STORE
+    if tree is None:
+        return _DEFAULT_STORE
+    try:
+        return config_for(tree).schema_store
+    except ConfigError:
+        return _DEFAULT_STORE  # the consumers and pub report the missing config
 
 
 class SchemaStore(JSONStore):

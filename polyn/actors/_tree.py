@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -45,10 +45,11 @@ class Tree:
             assert tree.context["env"] == "test"
     """
 
-    __slots__ = ("_context", "_names", "_root", "_seq")
+    __slots__ = ("_cache", "_context", "_names", "_root", "_seq")
 
     def __init__(self, context: Mapping[str, Any] | None = None) -> None:
         self._context: Mapping[str, Any] = MappingProxyType(dict(context or {}))
+        self._cache: dict[Key[Any], Any] = {}
         self._names: dict[str, _Process] = {}
         self._root: _Process | None = None
         self._seq = 0
@@ -126,6 +127,26 @@ class Tree:
                 )
             raise ActorError(f"actor {process.label} provides nothing under {key!r}")
         return value
+
+    def cached(self, key: Key[T], make: Callable[[], T]) -> T:
+        """The tree-wide value under ``key``: ``make()`` the first time, the same value after.
+
+        For what belongs to the tree as a whole rather than to one actor (``polyn.Config``
+        loaded once per tree when its context has none). It lives as long as the tree handle;
+        when ``make`` raises, nothing is stored and the next call tries again. The value is
+        checked against the key's type as :meth:`Actor.provide <polyn.actors.Actor.provide>`
+        checks it.
+
+        Example::
+
+            LOADED = Key("loaded config", Config)
+            config = tree.cached(LOADED, Config.load)
+        """
+        try:
+            found: T = self._cache[key]
+        except KeyError:
+            found = self._cache[key] = key.checked(make(), "tree cache")
+        return found
 
     async def wait_finished(self) -> None:
         """Wait until the tree's root, and so every actor of the tree, has finished."""
@@ -268,7 +289,7 @@ def current_tree() -> Tree | None:
     Example::
 
         tree = current_tree()
-        config = tree.context["config"] if tree is not None else None
+        env = tree.context.get("env") if tree is not None else None
     """
     return _current.get()
 

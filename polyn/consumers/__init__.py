@@ -25,6 +25,7 @@ Modules: ``_options`` (the option mechanism), ``_base`` (:class:`Consumer`), ``_
 from __future__ import annotations
 
 from polyn.consumers._base import (
+    PROBLEM,
     Consumer,
     ConsumerOptions,
     HandlerTimeout,
@@ -68,6 +69,7 @@ __all__ = [
     "ERROR_HEADER",
     "ERROR_TYPE_HEADER",
     "LOOKUP_TTL",
+    "PROBLEM",
     "Ack",
     "BatchInfo",
     "BatcherSpec",

@@ -44,7 +44,7 @@ import logging
 import time
 import typing
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -52,7 +52,7 @@ import trio
 
 from polyn import naming
 from polyn._resolve import Resolved, resolve, schemas_for
-from polyn.actors import Actor, ActorRef
+from polyn.actors import Actor, ActorRef, Key
 from polyn.codec import Schemas
 from polyn.consumers._options import (
     ACTOR_OPTIONS,
@@ -62,18 +62,57 @@ from polyn.consumers._options import (
     seconds,
     text,
 )
-from polyn.errors import IncompatibleSchemaError, OptionError, PolynError
+from polyn.errors import (
+    ActorError,
+    ConsumerError,
+    IncompatibleSchemaError,
+    NatsConnectionError,
+    OptionError,
+    PolynError,
+    SchemaStoreError,
+)
 from polyn.event import DataT, Event
 from polyn.nats import Message
 
 if TYPE_CHECKING:
     from polyn.typed import Decoder
 
-__all__ = ["Consumer", "ConsumerOptions", "Failed", "HandlerTimeout", "set_handler_observer"]
+__all__ = [
+    "PROBLEM",
+    "Consumer",
+    "ConsumerOptions",
+    "Failed",
+    "HandlerTimeout",
+    "set_handler_observer",
+]
 
 log = logging.getLogger("polyn.consumer")
 
 T = TypeVar("T")
+
+
+PROBLEM: Final = Key[Callable[[], "str | None"]]("consumer problem")
+"""What a running consumer provides to its tree: its :meth:`Consumer.problem`, which
+``running.health()`` calls (no reach into the actor instance)."""
+
+CONNECTION_WAIT = 30.0
+"""Seconds a consumer whose connection restarted waits for the new one before it gives up and
+crashes (for its supervisor to decide)."""
+
+_CONNECTION_POLL = 0.05
+
+
+def connection_trouble(exc: BaseException) -> bool:
+    """Whether ``exc`` (maybe an exception group from a nursery) is only the connection or the
+    schema store going away: what a consumer outlives by attaching to their successors."""
+    if isinstance(exc, NatsConnectionError | SchemaStoreError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        found, rest = exc.split((NatsConnectionError, SchemaStoreError))
+        if found is None:
+            return False
+        return rest is None or rest.split(trio.Cancelled)[1] is None
+    return False
 
 
 class HandlerTimeout(PolynError, TimeoutError):
@@ -219,6 +258,8 @@ class Consumer(Actor, Generic[DataT]):
         for field in attrs.fields(type(built)):
             setattr(self, field.name, getattr(built, field.name))
         self._resolved: Resolved | None = None
+        self._reconnecting = False
+        self._stopping = False  # set by the subclasses' terminate
         self._missing_schemas: dict[str, int] = {}  # message name -> events met without one
         self._decoder: Decoder[DataT] | None = None
         self._names: dict[str, str] = {}  # event type -> message name, for the decoder
@@ -310,8 +351,57 @@ class Consumer(Actor, Generic[DataT]):
     # -- the tree -----------------------------------------------------------------------------
 
     def _resolve(self) -> Resolved:
+        """Find the connection, config and tree (from ``init``); provide :data:`PROBLEM`."""
         self._resolved = resolve(self.connection)
+        self.provide(PROBLEM, self.problem)
         return self._resolved
+
+    async def _reconnect(self, error: BaseException) -> Resolved | None:
+        """The connection (or the schema store) went away under a running consumer: wait for
+        a connected successor and the store's snapshot, and resolve again.
+
+        This is how a consumer outlives its connection's restart under any strategy (with
+        ``one_for_one`` nothing restarts the consumer itself). Waits up to
+        :data:`CONNECTION_WAIT` seconds, then raises :class:`~polyn.errors.ConsumerError` for
+        the supervisor; returns None when the consumer is asked to stop meanwhile.
+        :meth:`problem` reports the wait.
+        """
+        # A transport that raised NatsConnectionError is closed for good (a disconnection
+        # only makes calls wait): only a successor will do. The store alone going away
+        # leaves the transport as it was.
+        lost = isinstance(error, NatsConnectionError) or (
+            isinstance(error, BaseExceptionGroup)
+            and error.split(NatsConnectionError)[0] is not None
+        )
+        old = self._resolved.transport if self._resolved is not None and lost else None
+        self._reconnecting = True
+        log.warning(
+            "consumer %s: its connection went away (%s); waiting for it to come back",
+            self.consumer_name,
+            error,
+        )
+        try:
+            with trio.move_on_after(CONNECTION_WAIT):
+                while not self._stopping:
+                    try:
+                        resolved = resolve(self.connection)
+                        if resolved.transport is not old and resolved.transport.connected_url:
+                            schemas_for(resolved, self.store)
+                            self._resolved = resolved
+                            log.info("consumer %s: connected again", self.consumer_name)
+                            return resolved
+                    except (ActorError, NatsConnectionError, SchemaStoreError):
+                        pass
+                    await trio.sleep(_CONNECTION_POLL)
+        finally:
+            self._reconnecting = False
+        if self._stopping:
+            return None
+
+        raise ConsumerError(
+            f"consumer {self.consumer_name}: its connection {self.connection!r} did not come "
+            f"back within {CONNECTION_WAIT:.0f} s ({error})"
+        ) from error
 
     def _schemas(self) -> Schemas:
         assert self._resolved is not None
@@ -368,7 +458,11 @@ class Consumer(Actor, Generic[DataT]):
         ``shutdown`` + :data:`STUCK_GRACE` seconds later (a handler ignoring cancellation)."""
         if not (0 < self.shutdown < float("inf")):
             return
-        self.nursery.start_soon(self._stop_watchdog, finished, self.shutdown + STUCK_GRACE)
+        try:
+            nursery = self.nursery
+        except ActorError:
+            return  # terminate after a crash: the actor's tasks have ended already
+        nursery.start_soon(self._stop_watchdog, finished, self.shutdown + STUCK_GRACE)
 
     async def _stop_watchdog(self, finished: trio.Event, patience: float) -> None:
         # Shielded: the actor's own cancellation (its shutdown deadline) must not end the watch.
@@ -413,6 +507,8 @@ class Consumer(Actor, Generic[DataT]):
 
     def problem(self) -> str | None:
         """Why this consumer is unhealthy now, or None (see :meth:`polyn.Running.health`)."""
+        if self._reconnecting:
+            return f"{self.consumer_name}: waiting for its connection {self.connection!r}"
         if self._missing_schemas and self._resolved is not None:
             try:
                 present = set(self._schemas().names())

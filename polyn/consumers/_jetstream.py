@@ -39,7 +39,13 @@ import trio
 from opentelemetry.trace import Span
 
 from polyn import codec, naming, tracing
-from polyn.consumers._base import Consumer, ConsumerOptions, being_cancelled, monotonic
+from polyn.consumers._base import (
+    Consumer,
+    ConsumerOptions,
+    being_cancelled,
+    connection_trouble,
+    monotonic,
+)
 from polyn.consumers._options import integer, seconds, text
 from polyn.consumers._settlement import (
     DEFAULT_MAX_FAILURES,
@@ -249,7 +255,43 @@ class JetStreamConsumer(Consumer[DataT]):
             self._watch_stop(self._stopped)
             await self._stopped.wait()
 
-    # -- the fetch loop's end -----------------------------------------------------------------
+    # -- the fetch loop and the connection -----------------------------------------------------
+
+    async def _serve(self) -> None:
+        """Run the fetch loop (``_run``); when the connection (or the schema store) goes away
+        under it, wait for its successor, check the durable consumer again and run anew.
+
+        What was in hand is dropped: its acknowledgements died with the old connection, so the
+        server redelivers it after ``ack_wait``, as after a crash. No restart of the actor, so
+        no restart intensity is spent and any supervision strategy works.
+        """
+        try:
+            while True:
+                try:
+                    await self._run()
+                    return
+                except BaseException as exc:
+                    if self._stopping or not connection_trouble(exc):
+                        raise
+                    error = exc
+                self._in_hand.clear()
+                self._alive.clear()
+                self._holding = 0
+                self._fetch_open.set()
+                self._new_run()
+                resolved = await self._reconnect(error)
+                if resolved is None:
+                    return
+                info = await check_consumer(resolved.transport, self.stream, self._consumer_name)
+                self.ack_wait = float(info.config.get("ack_wait") or 30.0)
+        finally:
+            self._stopped.set()
+
+    def _new_run(self) -> None:
+        """Reset what one run of the fetch loop counts (a subclass's in-flight state)."""
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
     async def _loop_ended(self, error: BaseException | None) -> None:
         """Called when a fetch loop ended: crash unless the consumer is stopping."""

@@ -389,7 +389,7 @@ class Pipeline(JetStreamConsumer[DataT]):
             limit = min(limit, max_ack_pending)
         self.limit = max(1, limit)
         self._min_fetch = max(1, min(self.fetch_batch, self.limit) // 4)
-        self.nursery.start_soon(self._run)
+        self.nursery.start_soon(self._serve)
 
     async def terminate(self, reason: object) -> None:
         self._handoff.cancel()  # what the producer still holds goes back, not to a processor
@@ -429,9 +429,14 @@ class Pipeline(JetStreamConsumer[DataT]):
         except trio.Cancelled as exc:
             error = exc
             raise
-        finally:
-            self._stopped.set()
         await self._loop_ended(error)
+
+    def _new_run(self) -> None:
+        # The messages of the run that ended died with its connection (module doc of
+        # ``_jetstream``): nothing is in flight any more.
+        self.in_flight = 0
+        self._room = trio.Event()
+        self._handoff = trio.CancelScope()
 
     def _settled(self, count: int = 1) -> None:
         self.in_flight -= count

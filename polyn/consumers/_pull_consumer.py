@@ -119,7 +119,7 @@ class PullConsumer(JetStreamConsumer[DataT]):
         """Check the stream and consumer, then start fetching. Subclasses that override it
         call ``await super().init()``."""
         await self._attach()
-        self.nursery.start_soon(self._run)
+        self.nursery.start_soon(self._serve)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -143,8 +143,6 @@ class PullConsumer(JetStreamConsumer[DataT]):
         except trio.Cancelled as exc:
             error = exc
             raise
-        finally:
-            self._stopped.set()
         await self._loop_ended(error)
 
     async def _fetcher(self, batches: trio.MemorySendChannel[list[Message]]) -> None:

@@ -52,7 +52,7 @@ import attrs
 import trio
 
 from polyn import codec, tracing
-from polyn.consumers._base import Consumer, ConsumerOptions, Failed
+from polyn.consumers._base import Consumer, ConsumerOptions, Failed, connection_trouble
 from polyn.consumers._options import text
 from polyn.consumers._settlement import dead_letter
 from polyn.errors import (
@@ -109,7 +109,7 @@ class CoreConsumer(Consumer[DataT]):
         self.subject = self._strip_domain(self.subject)
         self._set_up_data_type(self.subject, exact=True)
         self._sub = await resolved.transport.subscribe(self.subject, queue=self.queue_group)
-        self.nursery.start_soon(self._loop, self._sub)
+        self.nursery.start_soon(self._serve, self._sub)
 
     async def terminate(self, reason: object) -> None:
         self._stopping = True
@@ -120,6 +120,28 @@ class CoreConsumer(Consumer[DataT]):
                 await sub.aclose()
             await self._done.wait()  # the message in hand; bounded by our shutdown time
 
+    async def _serve(self, sub: Subscription) -> None:
+        """Handle the subscription's messages; when the connection goes away under it,
+        subscribe again on its successor (no restart of the actor, so any supervision strategy
+        works). Core NATS keeps nothing: what was published meanwhile is not delivered."""
+        try:
+            while True:
+                try:
+                    await self._loop(sub)
+                    return
+                except BaseException as exc:
+                    if self._stopping or not connection_trouble(exc):
+                        raise
+                    error = exc
+                resolved = await self._reconnect(error)
+                if resolved is None:
+                    return
+                sub = self._sub = await resolved.transport.subscribe(
+                    self.subject, queue=self.queue_group
+                )
+        finally:
+            self._done.set()
+
     async def _loop(self, sub: Subscription) -> None:
         try:
             async for msg in sub:
@@ -128,9 +150,9 @@ class CoreConsumer(Consumer[DataT]):
                     return
         except trio.ClosedResourceError:
             if not self._stopping:
-                raise
-        finally:
-            self._done.set()
+                raise NatsConnectionError(
+                    f"the subscription to {self.subject!r} was closed"
+                ) from None
         if not self._stopping:
             raise NatsConnectionError(f"the subscription to {self.subject!r} ended")
 

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 
 from polyn.actors import Actor, ActorRef, Supervisor
-from polyn.config import Config
-from polyn.errors import ActorError, ConfigError, PolynError
+from polyn.config import Config, config_for
+from polyn.errors import ActorError, PolynError
 from polyn.migration._files import Direction
 from polyn.migration._lock import DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT
 from polyn.migration._runner import (
@@ -106,13 +106,7 @@ class Migrator(Actor):
 
     @property
     def config(self) -> Config:
-        config = self.context.get("config")
-        if not isinstance(config, Config):
-            raise ConfigError(
-                "Migrator needs a polyn.Config in its tree's context: run it in a polyn.App, "
-                'or a Supervisor started with context={"config": config}'
-            )
-        return config
+        return config_for(self.tree)
 
     async def init(self) -> None:
         if self.run_on_start:

@@ -42,7 +42,7 @@ from polyn.migration._checks import PlannedMigration, check_run
 from polyn.migration._dsl import Command
 from polyn.migration._files import Direction, MigrationFile, find_migrations
 from polyn.migration._lock import DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT, Lease, hold_lock
-from polyn.nats.connection import NatsConnection
+from polyn.nats.connection import connection_options
 from polyn.nats.nats_transport import NatsTransport
 from polyn.nats.transport import Transport
 
@@ -119,7 +119,7 @@ async def open_transport(config: Config, **options: Any) -> AsyncIterator[NatsTr
     Raises :class:`~polyn.NatsConnectionError` (one line: which servers, why) when no server
     can be reached.
     """
-    servers, connect_options = NatsConnection().connect_options({"config": config})
+    servers, connect_options = connection_options(config)
     connect_options.update(options)
     transport = await NatsTransport.connect(servers, **connect_options)
     try:

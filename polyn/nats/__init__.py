@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from polyn.nats.connection import (
     TRANSPORT,
+    Conn,
     NatsConnection,
     TransportOverride,
+    TreeHandle,
+    locate,
     set_transport_override,
     transport_for,
 )
@@ -33,6 +36,7 @@ from polyn.nats.transport import (
 __all__ = [
     "TRANSPORT",
     "CombinedTransport",
+    "Conn",
     "ConnectionState",
     "ConsumerInfo",
     "JetStreamAdmin",
@@ -50,6 +54,8 @@ __all__ = [
     "Subscription",
     "Transport",
     "TransportOverride",
+    "TreeHandle",
+    "locate",
     "set_transport_override",
     "transport_for",
 ]

@@ -13,6 +13,16 @@ transport is the three in one object; the sandbox's hook returns a
 :class:`~polyn.nats.CombinedTransport` of its in-memory messaging, its snapshot of the server's
 definitions and the real server's buckets, so the parts can differ without a second lookup.
 
+What a ``conn`` argument may be is decoded here and only here (:func:`locate`): a connection
+name in the calling task's tree, an :class:`~polyn.actors.ActorRef`, a
+:class:`~polyn.actors.Tree`, or any :class:`TreeHandle` (an object with a ``tree``: the App's
+``running`` handle, ``polyn.current_app()``). Layer 4 (``polyn.pub``, the consumers) uses the
+same function, so every call accepts the same shapes with the same errors.
+
+A restarted connection provides a new transport: whoever holds the old one finds the new one
+with ``transport_for(conn)`` again (the consumers do, so a tree works under any restart
+strategy).
+
 Example::
 
     app = polyn.App(config, children=[NatsConnection(), ...])
@@ -27,21 +37,25 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import trio
 
 from polyn.actors import Actor, ActorRef, Key, Tree, current_tree
-from polyn.config import redact_url
-from polyn.errors import ActorError, NatsConnectionError
+from polyn.config import Config, config_for, redact_url
+from polyn.errors import ActorError, ConfigError, NatsConnectionError
 from polyn.nats.nats_transport import ConnectionState, NatsTransport
 from polyn.nats.options import SECRET_OPTIONS, build_tls_context
 from polyn.nats.transport import Transport
 
 __all__ = [
     "TRANSPORT",
+    "Conn",
     "NatsConnection",
     "TransportOverride",
+    "TreeHandle",
+    "connection_options",
+    "locate",
     "set_transport_override",
     "transport_for",
 ]
@@ -51,8 +65,47 @@ log = logging.getLogger("polyn.nats")
 _ACTOR_OPTIONS = ("restart", "shutdown", "mailbox_size")
 
 
-class _HasWhereis(Protocol):
-    def whereis(self, name: str) -> ActorRef | None: ...
+@runtime_checkable
+class TreeHandle(Protocol):
+    """Anything that carries a running tree: the App's ``running`` handle, ``current_app()``."""
+
+    @property
+    def tree(self) -> Tree: ...
+
+
+Conn: TypeAlias = "str | ActorRef | Tree | TreeHandle"
+"""What ``conn`` arguments accept: a connection name, a ref, a tree, or a tree's handle."""
+
+
+def locate(conn: Conn) -> tuple[Tree, str | ActorRef]:
+    """The tree behind ``conn`` and the connection in it (a name, or the ref itself).
+
+    A name is looked up in the calling task's tree; a tree or a handle means its ``"nats"``.
+    Raises :class:`~polyn.errors.ActorError` for a name used outside any tree and ``TypeError``
+    for anything else.
+
+    Example::
+
+        tree, connection = locate(running)      # (running.tree, "nats")
+    """
+    if isinstance(conn, str):
+        tree = current_tree()
+        if tree is None:
+            raise ActorError(
+                f"the connection name {conn!r} was used outside a running tree; pass the "
+                "handle of `async with app.run() as running` (or a ref) instead"
+            )
+        return tree, conn
+    if isinstance(conn, ActorRef):
+        return conn.tree, conn
+    if isinstance(conn, Tree):
+        return conn, "nats"
+    if isinstance(conn, TreeHandle):
+        return conn.tree, "nats"
+    raise TypeError(
+        f"conn must be a connection name, an ActorRef, an app's running handle or a Tree, "
+        f"not {conn!r}"
+    )
 
 
 TransportOverride = Callable[[object], "Transport | None"]
@@ -77,7 +130,7 @@ TRANSPORT: Final = Key[Transport]("transport")
 """What a running :class:`NatsConnection` provides to its tree: its connected transport."""
 
 
-def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Transport:
+def transport_for(conn: Conn | Transport = "nats") -> Transport:
     """The transport behind ``conn``: a connection name in the calling task's tree (default
     ``"nats"``), a ref to a :class:`NatsConnection`, a running tree's handle (its ``"nats"``),
     or a transport itself.
@@ -100,30 +153,13 @@ def transport_for(conn: str | ActorRef | _HasWhereis | Transport = "nats") -> Tr
         if transport is not None:
             return transport
         ref = conn
-    elif isinstance(tree := getattr(conn, "tree", None), Tree):  # a running App's handle
-        transport = tree.lookup("nats", TRANSPORT)
+    elif isinstance(conn, str | Tree | TreeHandle):
+        tree, name = locate(conn)
+        assert isinstance(name, str)
+        transport = tree.lookup(name, TRANSPORT)
         if transport is not None:
             return transport
-        ref = tree.ref("nats")
-    elif isinstance(conn, str):
-        current = current_tree()
-        if current is None:
-            raise ActorError(
-                f"transport_for({conn!r}) was called outside a running tree; pass the ref or "
-                "the handle returned by app.run() instead"
-            )
-        transport = current.lookup(conn, TRANSPORT)
-        if transport is not None:
-            return transport
-        ref = current.ref(conn)
-    elif hasattr(conn, "whereis"):
-        found_ref = conn.whereis("nats")
-        if found_ref is None:
-            raise ActorError("no connection named 'nats' runs in this tree")
-        ref = found_ref
-        transport = ref.lookup(TRANSPORT)
-        if transport is not None:
-            return transport
+        ref = tree.ref(name)
     else:
         return conn  # already a transport
     raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
@@ -137,6 +173,41 @@ def _hidden(key: str, value: object) -> str:
     if isinstance(value, list | tuple):
         return repr(type(value)(redact_url(v) if isinstance(v, str) else v for v in value))
     return repr(value)
+
+
+def connection_options(
+    config: Config | None,
+    servers: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The servers and nats-py options of a connection made with ``config`` (its servers,
+    credentials, nkeys, user / password, token and TLS files); ``servers`` and ``options``
+    win over it. What :class:`NatsConnection` and the command line's connections use.
+
+    Example::
+
+        servers, options = connection_options(config)
+        transport = await NatsTransport.connect(servers, **options)
+    """
+    found: dict[str, Any] = {}
+    if config is not None:
+        if servers is None:
+            servers = list(config.servers)
+        if config.credentials:
+            found["user_credentials"] = config.credentials
+        if config.nkeys_seed:
+            found["nkeys_seed"] = config.nkeys_seed
+        if config.user:
+            found["user"] = config.user
+        if config.password:
+            found["password"] = config.password
+        if config.token:
+            found["token"] = config.token
+        tls = build_tls_context(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
+        if tls is not None:
+            found["tls"] = tls
+    found.update(options or {})
+    return servers or ["nats://127.0.0.1:4222"], found
 
 
 class NatsConnection(Actor):
@@ -168,29 +239,10 @@ class NatsConnection(Actor):
         self.transport: NatsTransport | None = None
         self._stopping = False
 
-    def connect_options(self, context: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
-        """The servers and nats-py options for this connection, from the config and overrides."""
-        config = context.get("config")
-        options: dict[str, Any] = {}
-        servers = self.servers
-        if config is not None:
-            if servers is None:
-                servers = list(config.servers)
-            if config.credentials:
-                options["user_credentials"] = config.credentials
-            if config.nkeys_seed:
-                options["nkeys_seed"] = config.nkeys_seed
-            if config.user:
-                options["user"] = config.user
-            if config.password:
-                options["password"] = config.password
-            if config.token:
-                options["token"] = config.token
-            tls = build_tls_context(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-            if tls is not None:
-                options["tls"] = tls
-        options.update(self.options)
-        return servers or ["nats://127.0.0.1:4222"], options
+    def connect_options(self, config: Config | None) -> tuple[list[str], dict[str, Any]]:
+        """The servers and nats-py options for this connection, from ``config`` (the tree's,
+        or None for nats-py's defaults) and this spec's arguments, which win."""
+        return connection_options(config, self.servers, self.options)
 
     def __repr__(self) -> str:
         # The spec's arguments may carry secrets (``password=``, ``token=``, ``nkeys_seed=``, a
@@ -208,7 +260,14 @@ class NatsConnection(Actor):
         return self.transport.state
 
     async def init(self) -> None:
-        servers, options = self.connect_options(self.context)
+        try:
+            config: Config | None = config_for(self.tree)
+        except ConfigError as exc:
+            # A connection needs no domain: in a tree of plain actors without any config it
+            # connects to its own arguments (the consumers report the missing config).
+            log.debug("NatsConnection %s: no config (%s); using its own arguments", self.name, exc)
+            config = None
+        servers, options = self.connect_options(config)
         self.transport = await NatsTransport.connect(servers, **options)
         self.provide(TRANSPORT, self.transport)
         log.info("connected to NATS at %s", self.transport.state.url)

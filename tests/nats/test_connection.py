@@ -68,7 +68,7 @@ async def test_explicit_servers_and_options_beat_the_config(nats_url: str) -> No
     spec = NatsConnection(
         "other", servers=nats_url, reconnect_time_wait=0.2, shutdown=1, connect_timeout=1
     )
-    servers, options = spec.connect_options({"config": config("nats://127.0.0.1:1", user="u")})
+    servers, options = spec.connect_options(config("nats://127.0.0.1:1", user="u"))
     assert servers == [nats_url]
     assert options == {"user": "u", "reconnect_time_wait": 0.2, "connect_timeout": 1}
     assert spec.shutdown == 1
