@@ -14,8 +14,11 @@ current, so a value put by another service is seen here without a restart.
   ``create=True`` creates it instead). A connection that is not running or not connected yet is
   retried ``retries`` times, ``retry_interval`` seconds apart, then the start fails with
   :class:`~polyn.errors.NatsConnectionError` saying which bucket and connection.
-- A watch that ends (the connection closed for good) crashes the actor, so its supervisor
-  starts it again and it reloads the bucket.
+- A watch that ends (the connection closed for good, or restarted) is followed to the
+  connection's successor: the store waits for the restarted connection (up to
+  :data:`RECONNECT_WAIT` seconds, then it crashes for its supervisor) and loads the bucket
+  again from it. It does not crash meanwhile, so it works under any restart strategy (under
+  ``one_for_one`` nothing restarts it with the connection).
 
 Reach the running store from outside with :meth:`JSONStore.of`, or send it calls:
 ``("get", key)``, ``("put", key, value)``, ``("delete", key)``, ``"contents"``.
@@ -32,24 +35,30 @@ Example::
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import trio
 
-from polyn.actors import Actor, ActorRef, Tree
+from polyn.actors import Actor, ActorRef, Key, Tree
 from polyn.config import config_for
 from polyn.errors import ActorError, NatsConnectionError, PolynError
 from polyn.nats import KvEntry, KvWatch, Transport, transport_for
 
-__all__ = ["JSONStore"]
+__all__ = ["STORE", "JSONStore"]
 
 log = logging.getLogger("polyn.json_store")
 
 _CATCH_UP_TIMEOUT = 5.0
 
+RECONNECT_WAIT = 30.0
+"""Seconds a store whose connection closed waits for the restarted one before it crashes."""
+
 
 class JSONStore(Actor):
+    # The store provides itself under STORE (defined below) once it has loaded its bucket:
+    # its methods are its view, found with JSONStore.of without a reach into the runtime.
+
     """A key-value bucket of JSON values mirrored in memory (see the module doc).
 
     ``JSONStore(bucket, connection="nats", name=None, *, create=False, retries=5,
@@ -87,10 +96,13 @@ class JSONStore(Actor):
         Raises :class:`~polyn.errors.ActorError` when no such store runs.
         """
         tree = conn.tree if not isinstance(conn, Tree) else conn
-        actor = tree.ref(name).running_actor()
-        if not isinstance(actor, cls):
+        store = tree.lookup(name, STORE)
+        if store is None:
+            tree.ref(name)  # raises when no actor of that name runs
+            raise ActorError(f"the actor named {name!r} is not a running JSONStore")
+        if not isinstance(store, cls):
             raise ActorError(f"the actor named {name!r} is not a {cls.__name__}")
-        return actor
+        return store
 
     # -- reading and writing -----------------------------------------------------------------
 
@@ -137,6 +149,12 @@ class JSONStore(Actor):
         if self.create:
             replicas = config_for(self.tree).kv_replicas
             await transport.kv_create(self.bucket, replicas=replicas)
+        await self._load(transport)
+        self.provide(STORE, self)
+        self.nursery.start_soon(self._follow)
+
+    async def _load(self, transport: Transport) -> None:
+        """Open the watch on ``transport`` and mirror the bucket's contents from it."""
         watch = await self._open_watch(transport)
         self._watch = watch
         keys = set(self._data)
@@ -146,7 +164,6 @@ class JSONStore(Actor):
         if not watch.initial:
             await self._catch_up(transport, watch)
         self._changed(keys | set(self._data))
-        self.nursery.start_soon(self._follow, watch)
 
     async def _catch_up(self, transport: Transport, watch: KvWatch) -> None:
         # nats-py's watch may call its initial contents complete before the first entry has
@@ -206,18 +223,47 @@ class JSONStore(Actor):
                 await trio.sleep(self.retry_interval)
         raise AssertionError("unreachable")
 
-    async def _follow(self, watch: KvWatch) -> None:
-        try:
-            async for entry in watch:
-                self._on_entry(entry)
-        except trio.ClosedResourceError:
+    async def _follow(self) -> None:
+        while True:
+            watch = self._watch
+            if watch is None:
+                return
+            try:
+                async for entry in watch:
+                    self._on_entry(entry)
+            except trio.ClosedResourceError:
+                if self._watch is None:
+                    return  # closed by terminate
+                raise
             if self._watch is None:
-                return  # closed by terminate
-            raise
-        if self._watch is None:
-            return
+                return
+            await self._follow_successor()
+
+    async def _follow_successor(self) -> None:
+        """The watch ended with its connection: wait for the connection's successor (it was
+        restarted) and load the bucket again from it, rather than crash. Past
+        :data:`RECONNECT_WAIT` seconds the store crashes, for its supervisor to decide."""
+        old = self._transport
+        log.warning(
+            "%s %s: the connection closed under the watch; waiting for it to come back",
+            type(self).__name__,
+            self.bucket,
+        )
+        with trio.move_on_after(RECONNECT_WAIT):
+            while True:
+                try:
+                    transport = transport_for(self.connection)
+                    if transport is not old and transport.connected_url is not None:
+                        self._transport = transport
+                        await self._load(transport)
+                        log.info("%s %s: following again", type(self).__name__, self.bucket)
+                        return
+                except (ActorError, NatsConnectionError):
+                    pass
+                await trio.sleep(0.05)
         raise NatsConnectionError(
-            f"the watch of key-value bucket {self.bucket!r} ended (connection closed)"
+            f"the watch of key-value bucket {self.bucket!r} ended (connection closed), and no "
+            f"connection {self.connection!r} came back within {RECONNECT_WAIT:.0f} s"
         )
 
     def _on_entry(self, entry: KvEntry) -> None:
@@ -271,3 +317,8 @@ class JSONStore(Actor):
         if watch is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await watch.aclose()
+
+
+STORE: Final = Key("json store", JSONStore)
+"""What a running :class:`JSONStore` (a SchemaStore too) provides to its tree: itself, once
+loaded; :meth:`JSONStore.of` finds it by name."""

@@ -65,7 +65,7 @@ from polyn.errors import (
     SchemaStoreError,
     StreamError,
 )
-from polyn.json_store import JSONStore
+from polyn.json_store import STORE, JSONStore
 from polyn.nats import KvEntry, KvWatch, Transport
 
 __all__ = ["SchemaStore"]
@@ -179,15 +179,18 @@ class SchemaStore(JSONStore):
             )
             self._data = {name: True for name in snapshot.names()}
             self.schemas = snapshot
+            self.provide(STORE, self)
             return
         await super().init()
-        transport = self._require_transport()
+        self.nursery.start_soon(self._check_bucket)
+
+    async def _load(self, transport: Transport) -> None:
+        await super()._load(transport)
         try:
             info = await transport.stream_info("KV_" + self.bucket)
             self._seen = max(self._seen, int(info.state.get("last_seq") or 0))
         except PolynError:
-            pass  # the checks below try again
-        self.nursery.start_soon(self._check_bucket, transport)
+            pass  # the checks try again
 
     async def _connect(self) -> Transport:
         try:
@@ -237,12 +240,13 @@ class SchemaStore(JSONStore):
                 )
         self.schemas = snapshot
 
-    async def _check_bucket(self, transport: Transport) -> None:
+    async def _check_bucket(self) -> None:
         """Crash when the bucket is gone or the watch no longer follows it (module doc)."""
         while True:
             await trio.sleep(self.bucket_check_interval)
             try:
-                info = await transport.stream_info("KV_" + self.bucket)
+                # The current transport: after a connection restart, the successor's.
+                info = await self._require_transport().stream_info("KV_" + self.bucket)
             except StreamError as exc:
                 if not _stream_missing(exc):
                     continue

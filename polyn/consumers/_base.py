@@ -375,10 +375,13 @@ class Consumer(Actor, Generic[DataT]):
         )
         old = self._resolved.transport if self._resolved is not None and lost else None
         self._reconnecting = True
+        shown = error
+        while isinstance(shown, BaseExceptionGroup):
+            shown = shown.exceptions[0]
         log.warning(
             "consumer %s: its connection went away (%s); waiting for it to come back",
             self.consumer_name,
-            error,
+            shown,
         )
         try:
             with trio.move_on_after(CONNECTION_WAIT):

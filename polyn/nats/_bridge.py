@@ -29,6 +29,7 @@ import contextlib
 import logging
 import selectors
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -109,6 +110,9 @@ class LoopThread:
         self._trio_token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closing = False
+        # Every inbox fed by this loop: when the loop stops they end, so a reader of a
+        # subscription or watch of a closed connection sees the end instead of waiting forever.
+        self.inboxes: weakref.WeakSet[Inbox[Any]] = weakref.WeakSet()
         self._to_trio: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._to_loop: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._before_wait: list[Callable[[], None]] = []
@@ -141,6 +145,8 @@ class LoopThread:
                 pass
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._thread.join)
+        for inbox in list(self.inboxes):
+            inbox.end()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -515,6 +521,7 @@ class Inbox(trio.abc.ReceiveChannel[T]):
         self._error: BaseException | None = None
         self._room: asyncio.Event | None = None
         self._on_close: Callable[[], Awaitable[None]] | None = None
+        bridge.inboxes.add(self)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -551,6 +558,13 @@ class Inbox(trio.abc.ReceiveChannel[T]):
         self._bridge.to_trio(self._wake)
 
     # -- trio thread ------------------------------------------------------------------------
+
+    def end(self) -> None:
+        """No more items will come because the loop has stopped (trio thread): the reader gets
+        what is waiting, then the end of the channel."""
+        if not self._closed:
+            self._closed = True
+            self._event.set()
 
     def _wake(self) -> None:
         self._event.set()
