@@ -39,7 +39,7 @@ from typing import Any
 import trio
 
 import polyn
-from polyn._resolve import resolve
+from polyn.resolve import resolve
 from polyn.server import NatsServer
 
 SUBJECT = "user.created.v1"

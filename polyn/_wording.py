@@ -29,7 +29,6 @@ import jsonschema
 import referencing
 import referencing.exceptions
 from jsonschema import ValidationError
-from jsonschema._utils import extras_msg
 from referencing.jsonschema import lookup_recursive_ref
 
 from polyn import _regex
@@ -42,6 +41,14 @@ def _refuse(uri: str) -> referencing.Resource[Any]:
 
 
 REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_refuse)  # type: ignore[call-arg]
+
+
+def extras_msg(extras: Any) -> tuple[str, str]:
+    """jsonschema's own wording of a list of extra items (``'a', 'b'`` and ``were``), kept here
+    rather than imported from its private ``jsonschema._utils``."""
+    extras = list(extras)
+    verb = "was" if len(extras) == 1 else "were"
+    return ", ".join(repr(extra) for extra in extras), verb
 """A registry that retrieves nothing: a reference outside the document fails instead."""
 
 

@@ -62,7 +62,7 @@ from polyn._version import __version__
 from polyn.config import Config
 from polyn.errors import ConfigError, PolynError
 from polyn.nats.transport import Transport
-from polyn.typed import _cli as typed_cli
+from polyn.typed import cli as typed_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(handler=_server)
 
-    from polyn.catalog._cli import add_catalog_command  # its own module: polyn/catalog/
+    from polyn.catalog.cli import add_catalog_command  # its own module: polyn/catalog/
 
     add_catalog_command(commands, config, _load_config)
     return parser
@@ -645,3 +645,9 @@ def _server(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Public names of the helpers the subcommands of other packages use (``polyn schemas
+# codegen``, ``polyn catalog``): no package imports another's private names.
+load_config = _load_config
+say = _say

@@ -88,7 +88,7 @@ from polyn.naming import trim_domain_prefix, validate_message_name
 if TYPE_CHECKING:
     from polyn.config import Config
 
-__all__ = ["Schemas", "decode", "encode"]
+__all__ = ["FORMATS", "Schemas", "decode", "encode"]
 
 # Error messages quote the event; a huge payload must not make a huge log line.
 _MAX_SHOWN = 2000

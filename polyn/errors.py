@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # for the annotation only: this module imports nothing from P
     from polyn.typed import Compatibility
 
 __all__ = [
+    "AckLost",
     "ActorError",
     "BucketNotFoundError",
     "CallTimeout",
@@ -35,10 +36,12 @@ __all__ = [
     "JetStreamError",
     "KeyValueConflictError",
     "MigrationError",
+    "MissingExtraError",
     "NamingError",
     "NatsConnectionError",
     "NoRespondersError",
     "OptionError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "PolynError",
     "RequestTimeout",
@@ -222,3 +225,15 @@ class NoRespondersError(RequestTimeout):
 
 class PermissionDeniedError(NatsConnectionError):
     """The server refused an operation on a subject the connection's user may not use."""
+
+
+class PayloadTooLargeError(NatsConnectionError):
+    """A message is larger than the server's ``max_payload``."""
+
+
+class AckLost(NatsConnectionError):
+    """The connection dropped while a JetStream publish waited for its ack."""
+
+
+class MissingExtraError(PolynError, ImportError):
+    """An optional part of Polyn is used without the extra that installs its dependencies."""

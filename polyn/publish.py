@@ -57,7 +57,6 @@ import trio
 from typing_extensions import TypeVar
 
 from polyn import codec, tracing
-from polyn._resolve import Resolved, resolve, schemas_for
 from polyn.config import Config
 from polyn.errors import (
     NatsConnectionError,
@@ -70,9 +69,10 @@ from polyn.errors import (
 from polyn.event import Event, next_event_id, now_text
 from polyn.naming import trim_domain_prefix
 from polyn.nats import Message, PayloadTooLargeError, PubAck
+from polyn.resolve import Resolved, resolve, schemas_for
 
 if TYPE_CHECKING:
-    from polyn._resolve import Conn
+    from polyn.resolve import Conn
     from polyn.typed import Decoder, Generated
 
 __all__ = [

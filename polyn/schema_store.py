@@ -3,7 +3,7 @@
 A :class:`~polyn.json_store.JSONStore` over the schema bucket (default ``config.schema_store``,
 ``POLYN_SCHEMAS``) whose public attribute :attr:`SchemaStore.schemas` is an immutable
 :class:`~polyn.codec.Schemas` snapshot, compiled once per schema revision. Publishing and
-consumers read it directly (no mailbox hop), through ``polyn._resolve.schemas_for``.
+consumers read it directly (no mailbox hop), through ``polyn.resolve.schemas_for``.
 
 - It registers under its bucket name, which is what ``store=`` names in ``polyn.pub`` and the
   consumers; ``name=`` overrides that.
@@ -54,7 +54,6 @@ from typing import Any, NoReturn
 import trio
 
 from polyn import codec
-from polyn._resolve import SCHEMAS
 from polyn.actors import ActorRef, current_tree
 from polyn.config import config_for
 from polyn.errors import (
@@ -67,6 +66,7 @@ from polyn.errors import (
 )
 from polyn.json_store import STORE, JSONStore
 from polyn.nats import KvEntry, KvWatch, Transport
+from polyn.resolve import SCHEMAS
 
 __all__ = ["SchemaStore"]
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from polyn._version import __version__
+from polyn import __version__
 from polyn.catalog._asyncapi import asyncapi_document
 from polyn.catalog._model import Catalog
 from polyn.catalog._views import EventView, event_views, undeclared

@@ -51,7 +51,6 @@ import orjson
 import trio
 
 from polyn import naming
-from polyn._resolve import Resolved, resolve, schemas_for
 from polyn.actors import Actor, ActorRef, Key
 from polyn.codec import Schemas
 from polyn.consumers._options import (
@@ -73,6 +72,7 @@ from polyn.errors import (
 )
 from polyn.event import DataT, Event
 from polyn.nats import Message
+from polyn.resolve import Resolved, resolve, schemas_for
 
 if TYPE_CHECKING:
     from polyn.typed import Decoder
@@ -374,6 +374,13 @@ class Consumer(Actor, Generic[DataT]):
             and error.split(NatsConnectionError)[0] is not None
         )
         old = self._resolved.transport if self._resolved is not None and lost else None
+        if old is not None and old.connected_url is not None:
+            try:
+                current = resolve(self.connection).transport
+            except PolynError:
+                current = None
+            if current is old:  # still connected: not a lost connection (too large a message?)
+                raise error
         self._reconnecting = True
         shown = error
         while isinstance(shown, BaseExceptionGroup):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import outcome
 import trio
 
-from polyn.errors import NatsConnectionError, RequestTimeout, StreamError
+from polyn.errors import AckLost, NatsConnectionError, RequestTimeout, StreamError
 from polyn.nats._bridge import Waiter
 from polyn.nats.jsapi import api_error
 from polyn.nats.message import Message
@@ -34,8 +34,6 @@ __all__ = ["AckLost", "JetStreamPublisher"]
 log = logging.getLogger("polyn.nats")
 
 
-class AckLost(NatsConnectionError):
-    """The connection dropped while a JetStream publish waited for its ack."""
 
 
 class JetStreamPublisher:

@@ -26,7 +26,7 @@ import functools
 import re
 from collections.abc import Mapping
 
-from polyn.errors import HeaderError, NamingError, NatsConnectionError
+from polyn.errors import HeaderError, NamingError, PayloadTooLargeError
 
 __all__ = [
     "PayloadTooLargeError",
@@ -42,8 +42,6 @@ _BAD_KEY = re.compile(r"[\r\n\0:\s]")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
 
 
-class PayloadTooLargeError(NatsConnectionError):
-    """A message is larger than the server's ``max_payload``."""
 
 
 @functools.lru_cache(maxsize=4096)

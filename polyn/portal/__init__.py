@@ -69,3 +69,12 @@ from polyn.portal._host import to_host
 from polyn.portal._portal import AsyncPortal, AsyncStore, Portal, Store
 
 __all__ = ["AsyncPortal", "AsyncStore", "Portal", "Store", "to_host"]
+
+
+# Reprs and tracebacks show the public path, as trio's names do.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        if "._" in _value.__module__:
+            _value.__module__ = __name__
+del _name, _value

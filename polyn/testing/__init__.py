@@ -30,3 +30,12 @@ from polyn.testing.sandbox import DEADLETTER_PREFIX, Sandbox
 from polyn.testing.sandbox_transport import SandboxTransport
 
 __all__ = ["DEADLETTER_PREFIX", "MockNats", "Sandbox", "SandboxTransport", "real_time"]
+
+
+# Reprs and tracebacks show the public path, as trio's names do.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        if "._" in _value.__module__:
+            _value.__module__ = __name__
+del _name, _value

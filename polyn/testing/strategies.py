@@ -49,8 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
-from polyn._json_formats import FORMATS
-from polyn.codec import Schemas, encode
+from polyn.codec import FORMATS, Schemas, encode
 from polyn.config import Config
 from polyn.errors import SchemaError
 from polyn.event import Event

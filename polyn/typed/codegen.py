@@ -42,7 +42,7 @@ from typing import Any
 
 import attrs
 
-from polyn.errors import PolynError, SchemaError
+from polyn.errors import MissingExtraError, SchemaError
 from polyn.typed._convert import JSON_KEY
 from polyn.typed._schema import schema_hash
 
@@ -58,8 +58,6 @@ _LINE = 100
 _CHUNK = 84
 
 
-class MissingExtraError(PolynError, ImportError):
-    """An optional part of Polyn is used without the extra that installs its dependencies."""
 
 
 @attrs.frozen

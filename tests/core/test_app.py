@@ -8,12 +8,12 @@ import pytest
 import trio
 from core_support import Core
 
-from polyn._resolve import resolve, schemas_for
 from polyn.actors import Actor, Strategy
 from polyn.app import App, Running, current_app
 from polyn.config import Config
 from polyn.errors import ActorError, ConfigError, PolynError, SchemaStoreError
 from polyn.nats import NatsConnection, NatsTransport
+from polyn.resolve import resolve, schemas_for
 from polyn.schema_store import SchemaStore
 from polyn.server import NatsServer
 

@@ -294,7 +294,7 @@ async def test_ack_true_across_a_server_restart_stores_each_event_once(core: Cor
         schemas = {subject: {"type": "object"}}
         app = App(config, [NatsConnection(), SchemaStore(schemas=schemas)])
         async with app.run() as running:
-            from polyn._resolve import resolve
+            from polyn.resolve import resolve
 
             transport = resolve(running).transport
             await transport.create_stream(
@@ -355,8 +355,8 @@ async def test_a_user_header_cannot_shadow_the_event_id_or_the_trace_context(cor
 
 
 async def test_an_event_id_with_a_line_break_cannot_inject_a_header(core: Core) -> None:
-    from polyn._resolve import resolve
     from polyn.publish import publish_event
+    from polyn.resolve import resolve
 
     subject = core.type("user.created.v1")
     stream = core.names.stream()

@@ -108,12 +108,12 @@ def output_path(out: str) -> Path:
 
 def codegen_command(args: argparse.Namespace) -> int:
     """``polyn schemas codegen``: the handler :mod:`polyn.cli` calls."""
-    from polyn.cli import _load_config, _say
+    from polyn.cli import load_config, say
     from polyn.schema_loader import read_schemas
     from polyn.typed import codegen
 
     codegen._generator()  # the missing extra is reported before anything else happens
-    config = _load_config(args, service=False)
+    config = load_config(args, service=False)
     if args.from_bucket:
         if args.dir:
             raise ConfigError("Give a schemas folder or --from-bucket, not both")
@@ -141,13 +141,13 @@ def codegen_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        _say(f"{path} is up to date with {source}")
+        say(f"{path} is up to date with {source}")
         return 0
     if current != module.text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(module.text, encoding="utf-8")
     names = ", ".join(module.classes.values()) or "none"
-    _say(f"Wrote {path}: {len(module.classes)} classes from {source} ({names})")
+    say(f"Wrote {path}: {len(module.classes)} classes from {source} ({names})")
     return 0
 
 
