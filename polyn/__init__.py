@@ -3,6 +3,9 @@
 Every event on the bus is a CloudEvent whose ``data`` follows a JSON Schema kept in a NATS
 key-value bucket, validated on publish and on receive, wire-compatible with the Elixir and Ruby
 Polyn clients. Services are trees of actors under supervisors; ``trio.run(app.main)`` runs one.
+
+Where the code departs from the developers' design (new packages, typed values found by key,
+one config home, module-level caches): ``docs/explanation/architecture.md``.
 """
 
 from __future__ import annotations
