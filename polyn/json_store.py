@@ -40,10 +40,10 @@ from typing import Any, Final
 import orjson
 import trio
 
-from polyn.actors import Actor, ActorRef, Key, Tree
+from polyn.actors import Actor, ActorRef, Key
 from polyn.config import config_for
 from polyn.errors import ActorError, NatsConnectionError, PolynError
-from polyn.nats import KvEntry, KvWatch, Transport, transport_for
+from polyn.nats import Conn, KvEntry, KvWatch, Transport, locate, transport_for
 
 __all__ = ["STORE", "JSONStore"]
 
@@ -89,13 +89,13 @@ class JSONStore(Actor):
         self._watch: KvWatch | None = None
 
     @classmethod
-    def of(cls, conn: ActorRef | Tree | Any, name: str) -> JSONStore:
+    def of(cls, conn: Conn, name: str) -> JSONStore:
         """The running store registered as ``name`` in ``conn``'s tree (a handle, tree or ref).
 
         Follows restarts only until the next call: fetch it again rather than keeping it.
         Raises :class:`~polyn.errors.ActorError` when no such store runs.
         """
-        tree = conn.tree if not isinstance(conn, Tree) else conn
+        tree, _ = locate(conn)
         store = tree.lookup(name, STORE)
         if store is None:
             tree.ref(name)  # raises when no actor of that name runs

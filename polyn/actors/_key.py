@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ class Key(Generic[T]):
                 f"actor {label} provided {value!r} for {self!r}, which needs "
                 f"{check.__module__}.{check.__qualname__}"
             )
-        return value  # type: ignore[no-any-return]
+        return cast("T", value)
 
     def __repr__(self) -> str:
         type_ = self.type
