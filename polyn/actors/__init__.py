@@ -28,7 +28,8 @@ A running tree has a name registry, a read-only ``context`` mapping and **typed 
 scoped to the tree: :meth:`Supervisor.run` yields its :class:`Tree` handle, :func:`current_tree`
 and :func:`whereis` find it from inside. An actor publishes what others use directly under a
 :class:`Key` with :meth:`Actor.provide`; anyone finds it with :meth:`Tree.lookup` /
-:meth:`Tree.require` or :meth:`ActorRef.lookup`: typed for mypy, checked with ``isinstance``
+:meth:`Tree.require` or :meth:`ActorRef.lookup` (and a tree-wide value, made once, with
+:meth:`Tree.cached`): typed for mypy, checked with ``isinstance``
 when the key's type is a class, two dict reads (no mailbox hop), withdrawn when the run that
 provided it ends. This is how code above this layer finds a transport or a snapshot, instead of
 ``getattr`` on another actor's instance; :meth:`ActorRef.running_actor` remains for this layer
