@@ -155,3 +155,24 @@ async def test_wait_finished_returns_when_the_tree_has_stopped() -> None:
         with trio.fail_after(5):
             await tree.wait_finished()
         assert not tree.running
+
+
+async def test_a_tree_wide_cached_value_is_made_once_per_tree_and_not_on_failure() -> None:
+    made: list[int] = []
+
+    def make() -> Connection:
+        made.append(1)
+        return Connection(len(made))
+
+    def broken() -> Connection:
+        raise RuntimeError("cannot make it")
+
+    async with Supervisor([]).run() as tree:
+        with pytest.raises(RuntimeError):
+            tree.cached(CONNECTION, broken)
+        first = tree.cached(CONNECTION, make)
+        assert tree.cached(CONNECTION, make) is first and made == [1]
+        with pytest.raises(TypeError):
+            tree.cached(Key("other", Connection), lambda: "not a connection")  # type: ignore[arg-type, return-value]
+    async with Supervisor([]).run() as other:
+        assert other.cached(CONNECTION, make) is not first and made == [1, 1]
