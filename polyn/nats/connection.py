@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, cast, runtime_checkable
 
 import trio
 
@@ -100,8 +100,11 @@ def locate(conn: Conn) -> tuple[Tree, str | ActorRef]:
         return conn.tree, conn
     if isinstance(conn, Tree):
         return conn, "nats"
-    if isinstance(conn, TreeHandle):
-        return conn.tree, "nats"
+    # A TreeHandle, checked by its attribute: isinstance() against a runtime-checkable
+    # Protocol costs about 14 µs, on every publish.
+    tree = getattr(conn, "tree", None)
+    if isinstance(tree, Tree):
+        return tree, "nats"
     raise TypeError(
         f"conn must be a connection name, an ActorRef, an app's running handle or a Tree, "
         f"not {conn!r}"
@@ -153,15 +156,15 @@ def transport_for(conn: Conn | Transport = "nats") -> Transport:
         if transport is not None:
             return transport
         ref = conn
-    elif isinstance(conn, str | Tree | TreeHandle):
-        tree, name = locate(conn)
+    elif isinstance(conn, str | Tree) or isinstance(getattr(conn, "tree", None), Tree):
+        tree, name = locate(cast("Conn", conn))  # a name, a tree, or a TreeHandle
         assert isinstance(name, str)
         transport = tree.lookup(name, TRANSPORT)
         if transport is not None:
             return transport
         ref = tree.ref(name)
     else:
-        return conn  # already a transport
+        return cast("Transport", conn)  # already a transport
     raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
 
 
