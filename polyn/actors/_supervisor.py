@@ -17,7 +17,7 @@ from polyn.actors._actor import Actor, Restart
 from polyn.actors._process import SHUTDOWN, _Process, is_normal, unwrap
 from polyn.actors._ref import ActorRef
 from polyn.actors._tree import Tree, _current
-from polyn.errors import ActorError
+from polyn.errors import ActorError, PolynError
 
 _log: Final = logging.getLogger("polyn.actors")
 
@@ -85,6 +85,14 @@ class _Child:
         name = self.spec.name
         return repr(name) if name is not None else f"<{type(self.spec).__name__}>"
 
+    @property
+    def described(self) -> str:
+        """The label with the class when the name does not say it: ``'nats' (NatsConnection)``."""
+        name = self.spec.name
+        if name is None:
+            return self.label
+        return f"{name!r} ({type(self.spec).__name__})"
+
 
 class _StartFailed(Exception):
     def __init__(self, child: _Child, cause: Exception) -> None:
@@ -93,8 +101,33 @@ class _StartFailed(Exception):
         self.cause = cause
 
 
-class _StartError(ActorError):
-    """A supervisor could not start a child; its cause was logged where it happened."""
+# A start failure's ActorError carries (which child, under which supervisors; the first cause)
+# in its instance dict under this key, for :func:`start_failure`. The error stays a plain
+# ActorError: a traceback shows only public class names.
+_START_FAILURE: Final = "_polyn_start_failure"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A failure in one line: a Polyn error's own text, else ``Type: text``.
+
+    Polyn's errors say what was wrong and what to do; another exception (a bug in an ``init``)
+    needs its class to be understood: ``KeyError: 'email'``.
+    """
+    text = str(exc)
+    if isinstance(exc, PolynError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def start_failure(error: BaseException) -> tuple[str, BaseException] | None:
+    """For an ActorError raised because a child failed to start: ``(which, cause)``.
+
+    ``which`` names the child that failed and the supervisors above it, below the one that
+    raised (``child 'mailer' (Mailer) of supervisor 'workers'``); ``cause`` is the exception its
+    ``init`` raised. None for any other error.
+    """
+    found = vars(error).get(_START_FAILURE) if isinstance(error, ActorError) else None
+    return found if isinstance(found, tuple) else None
 
 
 # Requests a supervisor answers through its mailbox, so that only its own task ever spawns or
@@ -328,12 +361,14 @@ class Supervisor(Actor):
             started = await process.start(me.nursery, process.run)
         except Exception as exc:
             child.process = None
-            _log.error(
-                "supervisor %s: child %s failed to start: %r",
+            # Not an error here: the failure is raised to whoever started the child (the tree's
+            # starter, start_child's caller) or logged by _restart. With debug logging, the
+            # traceback of the cause where it happened.
+            _log.debug(
+                "supervisor %s: child %s failed to start",
                 me.label,
                 child.label,
-                exc,
-                exc_info=None if isinstance(exc, _StartError) else exc,
+                exc_info=None if start_failure(exc) is not None else exc,
                 extra={"actor": me.label},
             )
             raise _StartFailed(child, exc) from exc
@@ -343,11 +378,21 @@ class Supervisor(Actor):
         child.process = process
         return process
 
-    def _start_error(self, failed: _StartFailed) -> _StartError:
-        return _StartError(
+    def _start_error(self, failed: _StartFailed) -> ActorError:
+        """The error of a child's failed start: names the child and every supervisor on the
+        way down to the actor that failed, and that actor's cause, once and in one line."""
+        cause = failed.cause
+        error = ActorError(
             f"supervisor {self._running().label} failed to start child "
-            f"{failed.child.label}: {failed.cause!r}"
+            f"{failed.child.described}: {describe_exception(cause)}"
         )
+        inner = start_failure(cause)
+        if inner is None:
+            vars(error)[_START_FAILURE] = (f"child {failed.child.described}", cause)
+        else:
+            which, leaf = inner
+            vars(error)[_START_FAILURE] = (f"{which} of supervisor {failed.child.label}", leaf)
+        return error
 
     async def _restart(self, child: _Child, reason: object) -> None:
         trigger = child
@@ -383,9 +428,20 @@ class Supervisor(Actor):
                 await self._restart_group(trigger)
                 return
             except _StartFailed as failed:
+                # Nobody waits for a restart: its failure is reported here, once, with the
+                # traceback of its cause unless a supervisor below reported that already.
+                cause = failed.cause
+                _log.error(
+                    "supervisor %s: child %s failed to restart: %s",
+                    self._running().label,
+                    failed.child.described,
+                    describe_exception(cause),
+                    exc_info=None if isinstance(cause, PolynError) else cause,
+                    extra={"actor": self._running().label},
+                )
                 # OTP's try_again_restart: the child that failed to start becomes the trigger.
                 trigger = failed.child
-                reason = failed.cause
+                reason = cause
 
     def _add_restart(self) -> bool:
         now = trio.current_time()

@@ -72,7 +72,7 @@ async def test_a_failing_init_fails_the_start_naming_the_child_and_stops_the_sta
         async with Supervisor(children, name="root").run():
             pytest.fail("the block must not run")
     assert str(caught.value) == (
-        "supervisor 'root' failed to start child 'c': ValueError('c refuses to start')"
+        "supervisor 'root' failed to start child 'c' (Recorder): ValueError: c refuses to start"
     )
     assert isinstance(caught.value.__cause__, ValueError)
     assert lifecycle(log) == [
@@ -82,7 +82,8 @@ async def test_a_failing_init_fails_the_start_naming_the_child_and_stops_the_sta
         ("terminate", "b", "shutdown"),
         ("terminate", "a", "shutdown"),
     ]
-    assert "c refuses to start" in caplog.text
+    # Reported once, by the error its starter gets: no error log of it on the way up.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_start_failure_deep_in_the_tree_names_every_supervisor_on_the_way() -> None:
@@ -90,10 +91,13 @@ async def test_a_start_failure_deep_in_the_tree_names_every_supervisor_on_the_wa
     with pytest.raises(ActorError) as caught:
         async with Supervisor([inner], name="outer").run():
             pass
-    assert str(caught.value).startswith(
-        "supervisor 'outer' failed to start child 'inner': "
-        "_StartError(\"supervisor 'inner' failed to start child 'bad'"
+    # One line, public names only (no private error class in the text).
+    assert str(caught.value) == (
+        "supervisor 'outer' failed to start child 'inner' (Supervisor): "
+        "supervisor 'inner' failed to start child 'bad' (Recorder): "
+        "ValueError: bad refuses to start"
     )
+    assert "_" not in type(caught.value).__qualname__
     cause = caught.value.__cause__
     assert isinstance(cause, ActorError)
     assert isinstance(cause.__cause__, ValueError)
