@@ -133,7 +133,8 @@ def test_a_healthy_service_logs_one_line_when_up_and_one_when_stopped(
     assert out.strip() == "returned"
     up = [line for line in err.splitlines() if "the app is up" in line]
     assert len(up) == 1, err
-    assert " INFO polyn.app: the app is up: 3 children started (nats, POLYN_SCHEMAS, Ready)" in up[0]
+    expected = " INFO polyn.app: the app is up: 3 children started (nats, POLYN_SCHEMAS, Ready)"
+    assert expected in up[0]
     assert f"NATS at {nats_url}" in up[0]
     stopped = [line for line in err.splitlines() if "the app stopped" in line]
     assert len(stopped) == 1 and " INFO polyn.app: " in stopped[0], err
