@@ -14,6 +14,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from core_support import Core
+
+from polyn.errors import ValidationError
+from polyn.publish import pub
+
 SERVICE = """
 import logging, os, sys, trio
 import polyn
@@ -39,6 +45,8 @@ class Buggy(polyn.Actor):
 if mode == "configured":
     logging.basicConfig(level=logging.WARNING, format="mine: %(message)s")
 children = [polyn.NatsConnection(), polyn.SchemaStore(schemas={})]
+if mode.startswith("fresh:"):  # a server where `polyn schemas load` never ran
+    children[1] = polyn.SchemaStore(mode.split(":", 1)[1])
 if mode == "buggy":
     children.append(polyn.Supervisor([Buggy(name="mailer")], name="workers"))
 if mode == "slow":
@@ -187,3 +195,28 @@ def test_a_second_sigint_during_the_graceful_stop_exits_at_once(
     assert process.returncode == 130, err
     assert "returned" not in out
     assert "received SIGINT again: exiting at once" in err
+
+
+def test_a_fresh_server_without_the_schema_bucket_names_polyn_schemas_load(
+    tmp_path: Path, nats_url: str
+) -> None:
+    bucket = f"NEVER_LOADED_{os.getpid()}"
+    code, err = run(tmp_path, nats_url, f"fresh:{bucket}")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"polyn.errors.ActorError: the app could not start: child {bucket!r} (SchemaStore): "
+        "The Schema Store has not been setup on your NATS server. Make sure you use the Polyn "
+        f"CLI to create it (bucket {bucket!r}): `polyn schemas load` creates it with the schemas "
+        "folder's schemas"
+    )
+
+
+async def test_publishing_a_type_without_a_schema_names_polyn_schemas_load(core: Core) -> None:
+    async with core.app().run() as running:
+        with pytest.raises(ValidationError) as caught:
+            await pub(running, "never.loaded.v1", {})
+    lines = str(caught.value).splitlines()
+    assert lines[1].startswith("Schema for never.loaded.v1 does not exist.")  # the protocol's
+    assert lines[2] == (
+        "`polyn schemas load` loads the schemas folder (its never.loaded.v1.json) into the store"
+    )
