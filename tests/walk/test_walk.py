@@ -438,6 +438,11 @@ def test_09_a_wrong_option_names_the_option(project: Project) -> None:
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20 point 9: a plain Supervisor using Config.load comes with the ws/deps "
+    "branch (issue 18); remove this mark once it is merged",
+)
 def test_10_a_plain_supervisor_of_polyn_actors_uses_the_projects_config(
     project: Project,
 ) -> None:
