@@ -44,10 +44,9 @@ import attrs
 import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
-from polyn.actors._supervisor import describe_exception, start_failure
 from polyn.config import Config, redact_url
 from polyn.consumers import Consumer, set_stuck_hook
-from polyn.errors import ActorError, ConfigError, PolynError
+from polyn.errors import ActorError, ConfigError, PolynError, describe_exception
 from polyn.nats import NatsConnection
 
 __all__ = ["App", "AppContext", "Running", "current_app"]
@@ -251,10 +250,9 @@ class App:
                     stop.started()
                     await running.tree.wait_finished()
         except ActorError as error:
-            found = start_failure(error)
-            if found is None:
+            if error.start_failure is None:
                 raise
-            which, cause = found
+            which, cause = error.start_failure
             clean = ActorError(f"the app could not start: {which}: {describe_exception(cause)}")
             if not isinstance(cause, PolynError):
                 raise clean.with_traceback(cause.__traceback__) from None

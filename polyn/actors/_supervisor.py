@@ -17,7 +17,7 @@ from polyn.actors._actor import Actor, Restart
 from polyn.actors._process import SHUTDOWN, _Process, is_normal, unwrap
 from polyn.actors._ref import ActorRef
 from polyn.actors._tree import Tree, _current
-from polyn.errors import ActorError, PolynError
+from polyn.errors import ActorError, PolynError, describe_exception
 
 _log: Final = logging.getLogger("polyn.actors")
 
@@ -99,35 +99,6 @@ class _StartFailed(Exception):
         super().__init__(child, cause)
         self.child = child
         self.cause = cause
-
-
-# A start failure's ActorError carries (which child, under which supervisors; the first cause)
-# in its instance dict under this key, for :func:`start_failure`. The error stays a plain
-# ActorError: a traceback shows only public class names.
-_START_FAILURE: Final = "_polyn_start_failure"
-
-
-def describe_exception(exc: BaseException) -> str:
-    """A failure in one line: a Polyn error's own text, else ``Type: text``.
-
-    Polyn's errors say what was wrong and what to do; another exception (a bug in an ``init``)
-    needs its class to be understood: ``KeyError: 'email'``.
-    """
-    text = str(exc)
-    if isinstance(exc, PolynError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def start_failure(error: BaseException) -> tuple[str, BaseException] | None:
-    """For an ActorError raised because a child failed to start: ``(which, cause)``.
-
-    ``which`` names the child that failed and the supervisors above it, below the one that
-    raised (``child 'mailer' (Mailer) of supervisor 'workers'``); ``cause`` is the exception its
-    ``init`` raised. None for any other error.
-    """
-    found = vars(error).get(_START_FAILURE) if isinstance(error, ActorError) else None
-    return found if isinstance(found, tuple) else None
 
 
 # Requests a supervisor answers through its mailbox, so that only its own task ever spawns or
@@ -368,7 +339,7 @@ class Supervisor(Actor):
                 "supervisor %s: child %s failed to start",
                 me.label,
                 child.label,
-                exc_info=None if start_failure(exc) is not None else exc,
+                exc_info=None if isinstance(exc, ActorError) and exc.start_failure else exc,
                 extra={"actor": me.label},
             )
             raise _StartFailed(child, exc) from exc
@@ -386,12 +357,12 @@ class Supervisor(Actor):
             f"supervisor {self._running().label} failed to start child "
             f"{failed.child.described}: {describe_exception(cause)}"
         )
-        inner = start_failure(cause)
+        inner = cause.start_failure if isinstance(cause, ActorError) else None
         if inner is None:
-            vars(error)[_START_FAILURE] = (f"child {failed.child.described}", cause)
+            error.start_failure = (f"child {failed.child.described}", cause)
         else:
             which, leaf = inner
-            vars(error)[_START_FAILURE] = (f"{which} of supervisor {failed.child.label}", leaf)
+            error.start_failure = (f"{which} of supervisor {failed.child.label}", leaf)
         return error
 
     async def _restart(self, child: _Child, reason: object) -> None:
