@@ -507,3 +507,31 @@ async def test_a_keyboard_interrupt_in_an_actor_is_never_restarted_and_stops_the
             pytest.fail("the tree should have stopped")
     assert events(log, "init").count(("init", "b")) == 1
     assert ("terminate", "a", "shutdown") in log
+
+
+async def test_a_failed_restart_is_logged_once_by_its_supervisor_with_the_causes_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    starts: list[int] = []  # a plain list argument is copied per start: this one is global
+
+    class Flaky(Actor):
+        async def init(self) -> None:
+            starts.append(1)
+            if len(starts) > 1:
+                raise LookupError("the ledger is gone")
+
+        async def handle_cast(self, request: Any) -> None:
+            raise RuntimeError("crash")
+
+    caplog.set_level(logging.DEBUG, logger="polyn.actors")
+    with pytest.raises(ActorError, match="maximum restart intensity"):
+        async with Supervisor([Flaky(name="flaky")], name="root", max_restarts=1).run() as tree:
+            await tree.ref("flaky").cast("crash")
+            await tree.wait_finished()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    restarts = [r for r in errors if "failed to restart" in r.getMessage()]
+    assert [r.getMessage() for r in restarts] == [
+        "supervisor 'root': child 'flaky' (Flaky) failed to restart: "
+        "LookupError: the ledger is gone"
+    ]
+    assert restarts[0].exc_info is not None and restarts[0].exc_info[0] is LookupError
