@@ -95,6 +95,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("howto/catalog.md", "class Billing(polyn.PullConsumer):"): FRAGMENT,
     ("howto/catalog.md", "import polyn.catalog"): FRAGMENT,
     ("howto/clusters-and-security.md", "# migrations/"): CLUSTER,
+    ("howto/from-elixir-or-ruby.md", "# migrations/"): "a migration file: run by `polyn migrate`",
+    ("howto/from-faststream.md", "from faststream import"): FRAMEWORK,
     ("howto/clusters-and-security.md", "from polyn.server import NatsCluster"): CLUSTER,
 }
 
