@@ -69,7 +69,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("guide/consumers.md", "class ReceiptMailer(polyn.PullConsumer):"): FRAGMENT,
     ("guide/consumers.md", "class Ledger(polyn.Pipeline):"): FRAGMENT,
     ("guide/migrations-and-schemas.md", "from polyn.migration import ConsumerConfig"): FRAGMENT,
-    ("guide/migrations-and-schemas.md", "import polyn, polyn.migration"): FRAGMENT,
     ("guide/migrations-and-schemas.md", "from polyn.migration import Migrator"): FRAGMENT,
     ("guide/migrations-and-schemas.md", "result = await"): FRAGMENT,
     ("guide/publishing.md", "quote, msg = await"): FRAGMENT,
