@@ -24,7 +24,7 @@ are common ones other tests use too. Examples therefore build their config with
 ``elixir``, ``ruby``, ``text`` ...) is never run. A Python block without the marker must be
 listed in ``NOT_RUN`` below, by page and the start of its first line, with the reason: a
 fragment of a larger program (names defined elsewhere, top-level ``await``), a file of the
-tutorial's project (run by ``test_tutorial.py``), code for another framework (FastStream,
+tutorial's project (run by ``test_docs_tutorial.py``), code for another framework (FastStream,
 Django, gunicorn, Celery), or a cluster / TLS set-up. A new unmarked block fails
 ``test_every_python_block_is_run_or_listed`` until it is marked or listed.
 """
@@ -55,7 +55,7 @@ SERVICE_TIMEOUT = 60
 PYTHON = ("python", "py", "python3")
 
 FRAGMENT = "a fragment: uses names defined elsewhere on the page or top-level await"
-TUTORIAL = "a file of the tutorial's project: run by test_tutorial.py"
+TUTORIAL = "a file of the tutorial's project: run by test_docs_tutorial.py"
 GENERATED = "needs the classes `polyn schemas codegen` generates (app.events)"
 FRAMEWORK = "code for another framework or host (FastAPI app, Django, gunicorn, Celery, FastStream)"
 CLUSTER = "a cluster or TLS set-up"
