@@ -187,17 +187,19 @@ def test_runnable_example(block: Block, tmp_path: Path, docs_server: NatsServer)
         assert done.returncode == 0, f"{block.where}:\n{done.stdout}\n{done.stderr}"
         return
     before = connections(docs_server)
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = folder / "output.txt"  # a file, not a pipe: a chatty service never blocks on it
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=sink, stderr=sink)
     try:
         deadline = time.monotonic() + SERVICE_TIMEOUT
         while connections(docs_server) <= before:
-            assert process.poll() is None, f"{block.where} ended before it connected"
+            ended = process.poll() is not None
+            assert not ended, f"{block.where} ended before it connected:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"{block.where} never connected"
             time.sleep(0.1)
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=SERVICE_TIMEOUT)
+        process.wait(timeout=SERVICE_TIMEOUT)
+        output = log.read_text(encoding="utf-8")
         assert process.returncode == 0, f"{block.where}:\n{output}"
         assert "Traceback" not in output, output
     finally:
