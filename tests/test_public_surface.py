@@ -54,8 +54,6 @@ EXPECTED = {
 PRIVATE_ERRORS = {
     # raised by encode() for a non-Event; caught as the public ValidationError / TypeError
     "polyn.codec._NotAnEvent",
-    # a supervisor's start failure; issue 20 replaces it with a public ActorError text
-    "polyn.actors._supervisor._StartError",
 }
 
 PACKAGES = {name: importlib.import_module(name) for name in EXPECTED}
