@@ -65,6 +65,10 @@ TEST = "a test module of the user's project (pytest fixtures)"
 NOT_RUN: dict[tuple[str, str], str] = {
     ("explanation/actors.md", "TRANSPORT: Final"): FRAGMENT,
     ("explanation/transport.md", "import polyn"): FRAGMENT,
+    ("guide/app.md", "import polyn, trio"): (
+        "a plain Supervisor under a bare trio.run, which a SIGINT ends with KeyboardInterrupt "
+        "(tests/core/test_plain_supervisor.py and the walk's step 10 run such trees)"
+    ),
     ("guide/consumers.md", "from app.events import"): GENERATED,
     ("guide/consumers.md", "class ReceiptMailer(polyn.PullConsumer):"): FRAGMENT,
     ("guide/consumers.md", "class Ledger(polyn.Pipeline):"): FRAGMENT,
