@@ -268,12 +268,34 @@ class _Template:
         return b"".join((*parts, dumps(data), self.tail))
 
 
-@functools.lru_cache(maxsize=1024)
 def _template(config: Config, event_type: str, source: str | None) -> _Template:
     """The template of ``event_type`` events from ``source`` (NamingError for bad names).
 
     A module-level cache: templates are pure functions of their (immutable) key, shared by
-    every App in the process, at most 1,024 of them."""
+    every App in the process, at most 1,024 of them. The last config seen is matched by
+    identity first: hashing a ``Config`` (all its fields) for the cache cost more than the rest
+    of the lookup."""
+    # One tuple, replaced as a whole: trio runs in other threads (portals) may publish too.
+    last_config, templates = _LAST_TEMPLATES[0]
+    if last_config is config:
+        template: _Template | None = templates.get((event_type, source))
+        if template is not None:
+            return template
+    else:
+        templates = {}
+        _LAST_TEMPLATES[0] = (config, templates)
+    template = _built_template(config, event_type, source)
+    if len(templates) < 1024:
+        templates[(event_type, source)] = template
+    return template
+
+
+# [(the last config seen, {(event_type, source): its template})]
+_LAST_TEMPLATES: list[tuple[Config | None, dict[tuple[str, str | None], _Template]]] = [(None, {})]
+
+
+@functools.lru_cache(maxsize=1024)
+def _built_template(config: Config, event_type: str, source: str | None) -> _Template:
     event = Event.new(config, event_type, None, source=source, id="-", time="-")
     return _Template(event, trim_domain_prefix(event.type, config.domain))
 
@@ -294,7 +316,14 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
         for key, item in value.items():
             if type(key) is not str:
                 return False
-            if type(item) not in _LEAVES and not _plain_json(item, depth + 1):
+            kind = type(item)
+            if kind in _LEAVES:
+                continue
+            if kind is list and depth < 32:  # strings in a list, as usual: no call per item
+                for element in item:
+                    if type(element) is not str and not _plain_json(element, depth + 2):
+                        return False
+            elif not _plain_json(item, depth + 1):
                 return False
         return True
     if kind is list:
