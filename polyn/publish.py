@@ -57,7 +57,7 @@ import trio
 from typing_extensions import TypeVar
 
 from polyn import codec, tracing
-from polyn._resolve import Resolved, resolve, schemas_for
+from polyn._resolve import SCHEMAS, Resolved, resolve, schemas_for
 from polyn.config import Config
 from polyn.errors import (
     NatsConnectionError,
@@ -73,6 +73,7 @@ from polyn.nats import Message, PayloadTooLargeError, PubAck
 
 if TYPE_CHECKING:
     from polyn._resolve import Conn
+    from polyn.actors import Tree
     from polyn.typed import Decoder, Generated
 
 __all__ = [
@@ -504,6 +505,63 @@ async def pub(
 
 
 _POLYNDATA = Event(type="x", source="x").polyndata
+
+
+# -- prepared in another thread (the portal) -----------------------------------------------------
+
+
+def prepare_pub(
+    tree: Tree, event_type: object, data: Any, source: str | None, store: str | None
+) -> tuple[str, bytes] | None:
+    """The id and body of a core :func:`pub` of ``data``, validated and encoded in the calling
+    thread, or ``None`` when the event must take :func:`pub`'s own path.
+
+    For a portal's callers: they validate and encode their own events (an asyncio loop's or a
+    worker thread's time, not the App's trio thread's), and the crossing carries ready bytes
+    to :func:`pub_prepared`. Safe in any thread: it reads the tree's config and schema
+    snapshot (immutable, replaced as a whole), the template cache (entries replaced as a
+    whole) and per-thread ids. Only the usual event qualifies: a message name and a plain JSON
+    value that its schema accepts, of an ``(event_type, source)`` whose template a :func:`pub`
+    has verified. Anything else, an invalid event included, returns ``None``, and :func:`pub`
+    then words the error as usual.
+
+    Example::
+
+        prepared = prepare_pub(running.tree, "user.created.v1", data, None, None)
+        if prepared is not None:
+            await pub_prepared(running, "user.created.v1", *prepared)   # in the trio run
+    """
+    if type(event_type) is not str or type(data) not in _PLAIN:
+        return None
+    try:
+        config = tree.context.get("config")
+        if not isinstance(config, Config):
+            return None
+        template = _template(config, event_type, source)
+        if not template.verified or not _plain_json(data):
+            return None
+        schemas = tree.lookup(store or config.schema_store, SCHEMAS)
+        if schemas is None or not schemas.is_valid(template.name, data):
+            return None
+        event_id = next_event_id()
+        return event_id, template.render(event_id, now_text(), data)
+    except Exception:  # a bad name, a lone surrogate: pub raises it, worded
+        return None
+
+
+async def pub_prepared(
+    conn: Conn,
+    event_type: str,
+    event_id: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    reply_to: str | None = None,
+) -> None:
+    """Publish what :func:`prepare_pub` made, as :func:`pub` publishes (send span, headers,
+    ``Nats-Msg-Id``, the connection's transport), with the body ready."""
+    await _send(
+        resolve(conn), event_type, event_type, event_id, lambda: body, headers, reply_to, False
+    )
 
 
 @overload
