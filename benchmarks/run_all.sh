@@ -49,7 +49,7 @@ if ((QUICK)); then
     run request benchmarks/request.py --rounds 2 --count 500 "${OLD_ARGS[@]}"
     run request-2020-12 benchmarks/request.py --rounds 2 --count 500 --draft 2020-12
     run consume benchmarks/consume.py --only compare --events 5000 --rounds 1
-    run consume-scale benchmarks/consume.py --only scale --events 5000 --backlog 20000
+    run consume-scale benchmarks/consume.py --only scale --events 20000 --backlog 20000
     run portal benchmarks/portal.py --rounds 2 --events 10000 --requests 500
     run schema-store benchmarks/schema_store.py 0 1000
 else
@@ -59,7 +59,7 @@ else
     run request-2020-12 benchmarks/request.py --rounds 7 --draft 2020-12
     run consume benchmarks/consume.py --only compare --rounds 3
     run consume-prefetch benchmarks/consume.py --only prefetch --rounds 3
-    run consume-scale benchmarks/consume.py --only scale
+    run consume-scale benchmarks/consume.py --only scale --events 100000
     run portal benchmarks/portal.py --rounds 5
     run schema-store benchmarks/schema_store.py 0 100 10000
 fi
