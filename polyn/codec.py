@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from types import MappingProxyType
@@ -470,15 +471,8 @@ def _decoded_quickly(document: dict[str, Any], schemas: Schemas, domain: str) ->
     elif time is not None:
         if type(time) is not str:
             return None
-        # The usual shape, "2026-11-26T23:45:48.123456Z", whose second was seen before.
-        if not (
-            len(time) == 27
-            and time[:19] in _SECONDS_OK
-            and time[19] == "."
-            and time[26] == "Z"
-            and time.isascii()
-            and time[20:26].isdigit()
-        ) and not _time_ok(time):
+        # The usual shape, "2026-11-26T23:45:48.123456Z", in the last second seen valid.
+        if _IN_LAST_SECOND[0](time) is None and not _time_ok(time):
             return None
     if polyndata is _ABSENT:
         polyndata = _polyndata()
@@ -549,6 +543,8 @@ _KNOWN: dict[tuple[Any, Any, Any, Any, str], str] = {}
 _ABSENT: Any = object()
 _LAST_POLYNDATA: list[Any] = [_ABSENT]  # the last valid polyndata (a copy)
 _SECONDS_OK: dict[str, bool] = {}  # "YYYY-MM-DDTHH:MM:SS" prefixes known to be valid
+# [a match of the last of them followed by "." six digits "Z" (valid too), that second]
+_IN_LAST_SECOND: list[Any] = [re.compile("(?!)").fullmatch, ""]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -615,13 +611,15 @@ def _time_ok(time: str) -> bool:
         fraction = time[20:26]
         if fraction.isascii() and fraction.isdigit():
             second = time[:19]
-            if second in _SECONDS_OK:
-                return True
-            if not _DATE_TIME_OK(second):
-                return False
-            if len(_SECONDS_OK) >= 64:
-                _SECONDS_OK.clear()
-            _SECONDS_OK[second] = True
+            if second not in _SECONDS_OK:
+                if not _DATE_TIME_OK(second):
+                    return False
+                if len(_SECONDS_OK) >= 64:
+                    _SECONDS_OK.clear()
+                _SECONDS_OK[second] = True
+            if _IN_LAST_SECOND[1] != second:
+                usual = re.compile(re.escape(second) + r"\.[0-9]{6}Z").fullmatch
+                _IN_LAST_SECOND[:] = [usual, second]
             return True
     return bool(_DATE_TIME_OK(time))
 
