@@ -240,7 +240,7 @@ async def test_a_message_whose_reply_is_no_ack_subject_cannot_be_acknowledged(
     transport: NatsTransport, reply_to: str
 ) -> None:
     """Settling checks the reply subject's shape (without parsing its metadata): a reply that
-    is not a $JS.ACK subject of 9 or at least 11 tokens is refused, even with a transport to send it."""
+    is not a $JS.ACK subject of 9 or at least 11 tokens is refused, even with a transport."""
     msg = Message("a.b", b"x", reply_to=reply_to, acker=transport)
     assert msg.metadata is None
     with pytest.raises(ConsumerError, match="not a JetStream message"):
