@@ -516,9 +516,9 @@ _POLYNDATA = Event(type="x", source="x").polyndata
 
 def prepare_pub(
     tree: Tree, event_type: object, data: Any, source: str | None, store: str | None
-) -> tuple[str, bytes] | None:
-    """The id and body of a core :func:`pub` of ``data``, validated and encoded in the calling
-    thread, or ``None`` when the event must take :func:`pub`'s own path.
+) -> tuple[str, str, bytes] | None:
+    """The subject, id and body of a core :func:`pub` of ``data``, validated and encoded in the
+    calling thread, or ``None`` when the event must take :func:`pub`'s own path.
 
     For a portal's callers: they validate and encode their own events (an asyncio loop's or a
     worker thread's time, not the App's trio thread's), and the crossing carries ready bytes
@@ -533,7 +533,7 @@ def prepare_pub(
 
         prepared = prepare_pub(running.tree, "user.created.v1", data, None, None)
         if prepared is not None:
-            await pub_prepared(running, "user.created.v1", *prepared)   # in the trio run
+            await pub_prepared(running, *prepared)   # in the trio run
     """
     if type(event_type) is not str or type(data) not in _PLAIN:
         return None
@@ -548,14 +548,15 @@ def prepare_pub(
         if schemas is None or not schemas.is_valid(template.name, data):
             return None
         event_id = next_event_id()
-        return event_id, template.render(event_id, now_text(), data)
+        # The subject is the message name, as pub's (a type given with the domain loses it).
+        return template.name, event_id, template.render(event_id, now_text(), data)
     except Exception:  # a bad name, a lone surrogate: pub raises it, worded
         return None
 
 
 async def pub_prepared(
     conn: Conn,
-    event_type: str,
+    subject: str,
     event_id: str,
     body: bytes,
     headers: Mapping[str, str] | None = None,
@@ -563,9 +564,7 @@ async def pub_prepared(
 ) -> None:
     """Publish what :func:`prepare_pub` made, as :func:`pub` publishes (send span, headers,
     ``Nats-Msg-Id``, the connection's transport), with the body ready."""
-    await _send(
-        resolve(conn), event_type, event_type, event_id, lambda: body, headers, reply_to, False
-    )
+    await _send(resolve(conn), subject, subject, event_id, lambda: body, headers, reply_to, False)
 
 
 @overload

@@ -477,7 +477,7 @@ class Portal:
         if not ack:
             prepared = self._prepared(event_type, data, source, store)
             if prepared is not None:
-                self._blocking(INLINE, pub_prepared, (event_type, *prepared, headers, reply_to))
+                self._blocking(INLINE, pub_prepared, (*prepared, headers, reply_to))
                 return None
         mode = TASK if ack else INLINE
         return self._blocking(  # type: ignore[no-any-return]
@@ -486,7 +486,7 @@ class Portal:
 
     def _prepared(
         self, event_type: str, data: Any, source: str | None, store: str | None
-    ) -> tuple[str, bytes] | None:
+    ) -> tuple[str, str, bytes] | None:
         """The event validated and encoded in the caller's thread, when it qualifies
         (:func:`polyn.publish.prepare_pub`): the App's trio thread then only sends it."""
         running = self._running
@@ -622,7 +622,7 @@ class AsyncPortal:
         if not ack:
             prepared = portal._prepared(event_type, data, source, store)
             if prepared is not None:  # validated and encoded here: the crossing carries bytes
-                call = Call(INLINE, pub_prepared, (event_type, *prepared, headers, reply_to))
+                call = Call(INLINE, pub_prepared, (*prepared, headers, reply_to))
                 return asyncio_wait(portal._gate, call)
         return asyncio_wait(portal._gate, Call(TASK if ack else INLINE, _pub, args))
 

@@ -341,7 +341,8 @@ def test_events_prepared_in_the_callers_thread_are_what_pub_sends(
     """Once an event of a kind went through pub in trio, portal.pub validates and encodes the
     next ones in the caller's thread and the trio thread only sends them: same envelope, a
     Nats-Msg-Id equal to the event id, the send span a child of the caller's span, and an
-    invalid event still raises pub's worded error."""
+    invalid event still raises pub's worded error; a type given with the domain goes to the
+    subject of its message name, as pub's."""
     from polyn.publish import prepare_pub
 
     subject = names.subject("user.created.v1")
@@ -358,15 +359,21 @@ def test_events_prepared_in_the_callers_thread_are_what_pub_sends(
             portal.pub(subject, {"name": "second", "age": 3})
             with pytest.raises(polyn.ValidationError, match="should be non-empty"):
                 portal.pub(subject, {"name": ""})
-        eventually(lambda: len(core) == 2)
-    first, second = (json.loads(msg.data) for msg in core)
+        for n in range(2):  # the first through pub in trio, the second prepared: one subject
+            portal.pub(f"com.test.{subject}", {"name": f"with the domain {n}"})
+        eventually(lambda: len(core) == 4)
+    first, second = (json.loads(msg.data) for msg in core[:2])
+    assert [json.loads(msg.data)["data"]["name"] for msg in core[2:]] == [
+        "with the domain 0",
+        "with the domain 1",
+    ]
     assert list(second) == list(first)  # the codec's attribute order
     assert {k: v for k, v in second.items() if k not in ("id", "time", "data")} == {
         k: v for k, v in first.items() if k not in ("id", "time", "data")
     }
     assert second["data"] == {"name": "second", "age": 3}
     assert second["id"] != first["id"]
-    assert [msg.headers["Nats-Msg-Id"] for msg in core] == [first["id"], second["id"]]
+    assert [msg.headers["Nats-Msg-Id"] for msg in core[:2]] == [first["id"], second["id"]]
     (send,) = [s for s in spans.get_finished_spans() if s.name == f"{subject} send"][1:2]
     assert send.parent is not None
     assert send.parent.span_id == request.get_span_context().span_id
