@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from types import MappingProxyType
@@ -82,7 +83,7 @@ from polyn._validator import (
     pointer,
 )
 from polyn.errors import NamingError, SchemaError, SchemaNotFoundError, ValidationError
-from polyn.event import Event, _now, _polyndata
+from polyn.event import Event, _now, _polyndata, _trusted
 from polyn.naming import trim_domain_prefix, validate_message_name
 
 if TYPE_CHECKING:
@@ -425,67 +426,130 @@ def _decoded_quickly(document: dict[str, Any], schemas: Schemas, domain: str) ->
     """The event of a valid ``document`` in the usual shape, checked with everything read once;
     ``None`` for anything else, which :func:`decode` then validates the long way (the verdict
     is the same: this is :func:`_plain_envelope`, the naming rule and the payload's validator,
-    fused; the long way words the errors)."""
-    if not _ENVELOPE_KEYS.issuperset(document):
-        return None
-    get = document.get
-    event_id = get("id")
-    source = get("source")
-    specversion = get("specversion")
-    event_type = get("type")
-    content_type = get("datacontenttype")
-    if (
-        type(event_id) is not str
-        or not event_id
-        or type(source) is not str
-        or not source
-        or type(specversion) is not str
-        or not specversion
-        or type(event_type) is not str
-        or get("dataschema") is not None
-        or (content_type is not None and (type(content_type) is not str or not content_type))
-    ):
-        return None
-    if "time" in document:
-        time = document["time"]
-        if time is not None and (type(time) is not str or not _time_ok(time)):
-            return None
+    fused; the long way words the errors).
+
+    What repeats from event to event is checked once and remembered: the combination of
+    ``specversion``, ``type``, ``source`` and ``datacontenttype`` (with the message name it
+    gives, :data:`_KNOWN`), the second of ``time`` and the last ``polyndata``. An envelope in the
+    order Polyn writes it is read in one step. The checks have proven every field, so the event
+    is built without ``Event.__init__`` (:func:`polyn.event._trusted`)."""
+    if tuple(document) == _WIRE_ORDER:
+        (
+            event_id,
+            specversion,
+            event_type,
+            source,
+            time,
+            data,
+            content_type,
+            dataschema,
+            polyndata,
+        ) = document.values()
+    elif _ENVELOPE_KEYS.issuperset(document):
+        get = document.get
+        event_id = get("id")
+        specversion = get("specversion")
+        event_type = get("type")
+        source = get("source")
+        time = get("time", _ABSENT)
+        data = get("data")
+        content_type = get("datacontenttype")
+        dataschema = get("dataschema")
+        polyndata = get("polyndata", _ABSENT)
     else:
+        return None
+    if type(event_id) is not str or not event_id or dataschema is not None:
+        return None
+    key = (specversion, event_type, source, content_type, domain)
+    # A hit proves every part: only checked strings (and None) are remembered, and no other
+    # JSON value equals a string.
+    name = _KNOWN.get(key) or _learned(key)
+    if name is None:
+        return None
+    if time is _ABSENT:
         time = _now()
-    if "polyndata" in document:
-        polyndata = document["polyndata"]
+    elif time is not None:
+        if type(time) is not str:
+            return None
+        # The usual shape, "2026-11-26T23:45:48.123456Z", in the last second seen valid.
+        if _IN_LAST_SECOND[0](time) is None and not _time_ok(time):
+            return None
+    if polyndata is _ABSENT:
+        polyndata = _polyndata()
+    elif polyndata != _LAST_POLYNDATA[0]:
         if type(polyndata) is not dict:
             return None
-        for key in _POLYNDATA_KEYS:
-            if type(polyndata.get(key)) is not str:
-                return None
-    else:
-        polyndata = _polyndata()
-    name = _NAMES.get((event_type, domain))  # known good names only; new ones the long way
-    if name is None or not _source_ok(source):
-        return None
+        pget = polyndata.get
+        if (
+            type(pget("clientlang")) is not str
+            or type(pget("clientlangversion")) is not str
+            or type(pget("clientversion")) is not str
+        ):
+            return None
+        # A copy: the event's own dict is the receiver's to change.
+        _LAST_POLYNDATA[0] = dict(polyndata)
     compiled = schemas._compiled.get(name)
     if compiled is None or compiled.whole_event:
         return None
-    data = get("data")
     if not compiled.is_valid(data):
         return None
-    return Event(
-        id=event_id,
-        specversion=specversion,
-        type=event_type,
-        source=source,
-        time=time,
-        data=data,
-        datacontenttype=content_type or "application/json",
-        dataschema=None,
-        polyndata=polyndata,
+    return _trusted(
+        event_id,
+        specversion,
+        event_type,
+        source,
+        time,
+        data,
+        content_type or "application/json",
+        polyndata,
     )
+
+
+def _learned(key: tuple[Any, Any, Any, Any, str]) -> str | None:
+    """The message name of a valid (specversion, type, source, datacontenttype, domain), now
+    remembered in :data:`_KNOWN`; ``None`` when one of them is not valid, or the name was not
+    checked yet (the long way checks it, and remembers it in :data:`_NAMES`)."""
+    specversion, event_type, source, content_type, domain = key
+    if (
+        type(specversion) is not str
+        or not specversion
+        or type(event_type) is not str
+        or type(source) is not str
+        or not source
+        or (content_type is not None and (type(content_type) is not str or not content_type))
+    ):
+        return None
+    name = _NAMES.get((event_type, domain))
+    if name is None or not _source_ok(source):
+        return None
+    if len(_KNOWN) >= 1024:
+        _KNOWN.clear()
+    _KNOWN[key] = name
+    return name
+
+
+_WIRE_ORDER = (
+    "id",
+    "specversion",
+    "type",
+    "source",
+    "time",
+    "data",
+    "datacontenttype",
+    "dataschema",
+    "polyndata",
+)
+_KNOWN: dict[tuple[Any, Any, Any, Any, str], str] = {}
+_ABSENT: Any = object()
+_LAST_POLYNDATA: list[Any] = [_ABSENT]  # the last valid polyndata (a copy)
+_SECONDS_OK: dict[str, bool] = {}  # "YYYY-MM-DDTHH:MM:SS" prefixes known to be valid
+# [a match of the last of them followed by "." six digits "Z" (valid too), that second]
+_IN_LAST_SECOND: list[Any] = [re.compile("(?!)").fullmatch, ""]
 
 
 @functools.lru_cache(maxsize=1024)
 def _source_ok(source: str) -> bool:
-    return FORMATS["uri-reference"](source)
+    return bool(FORMATS["uri-reference"](source))
 
 
 _DATE_TIME_OK = FORMATS["date-time"]
@@ -517,7 +581,7 @@ def _plain_envelope(document: Any) -> bool:
     if type(document) is not dict or not _ENVELOPE_KEYS.issuperset(document):
         return False
     get = document.get
-    source = get("source")
+    source: Any = get("source")
     for value in (get("id"), source, get("specversion"), get("type")):
         if type(value) is not str or not value:
             return False
@@ -539,19 +603,25 @@ def _plain_envelope(document: Any) -> bool:
     return _source_ok(source)
 
 
-@functools.lru_cache(maxsize=64)
-def _second_ok(text: str) -> bool:
-    return _DATE_TIME_OK(text)
-
-
 def _time_ok(time: str) -> bool:
     # The usual shape, "2026-11-26T23:45:48.123456Z": its first 19 characters are checked once
-    # per second; a valid prefix with ".<digits>Z" appended is valid too.
+    # per second (then remembered in _SECONDS_OK); a valid prefix with ".<digits>Z" appended is
+    # valid too.
     if len(time) == 27 and time[19] == "." and time[26] == "Z":
         fraction = time[20:26]
         if fraction.isascii() and fraction.isdigit():
-            return _second_ok(time[:19])
-    return _DATE_TIME_OK(time)
+            second = time[:19]
+            if second not in _SECONDS_OK:
+                if not _DATE_TIME_OK(second):
+                    return False
+                if len(_SECONDS_OK) >= 64:
+                    _SECONDS_OK.clear()
+                _SECONDS_OK[second] = True
+            if _IN_LAST_SECOND[1] != second:
+                usual = re.compile(re.escape(second) + r"\.[0-9]{6}Z").fullmatch
+                _IN_LAST_SECOND[:] = [usual, second]
+            return True
+    return bool(_DATE_TIME_OK(time))
 
 
 _NAMES: dict[tuple[str, str], str] = {}

@@ -61,7 +61,7 @@ import trio
 from typing_extensions import TypeVar
 
 from polyn import codec, tracing
-from polyn.config import Config
+from polyn.config import Config, config_for
 from polyn.errors import (
     NatsConnectionError,
     PermissionDeniedError,
@@ -73,9 +73,10 @@ from polyn.errors import (
 from polyn.event import Event, next_event_id, now_text
 from polyn.naming import trim_domain_prefix
 from polyn.nats import Message, PayloadTooLargeError, PubAck
-from polyn.resolve import Resolved, resolve, schemas_for
+from polyn.resolve import SCHEMAS, Resolved, resolve, schemas_for
 
 if TYPE_CHECKING:
+    from polyn.actors import Tree
     from polyn.resolve import Conn
     from polyn.typed import Decoder, Generated
 
@@ -272,12 +273,34 @@ class _Template:
         return b"".join((*parts, dumps(data), self.tail))
 
 
-@functools.lru_cache(maxsize=1024)
 def _template(config: Config, event_type: str, source: str | None) -> _Template:
     """The template of ``event_type`` events from ``source`` (NamingError for bad names).
 
     A module-level cache: templates are pure functions of their (immutable) key, shared by
-    every App in the process, at most 1,024 of them."""
+    every App in the process, at most 1,024 of them. The last config seen is matched by
+    identity first: hashing a ``Config`` (all its fields) for the cache cost more than the rest
+    of the lookup."""
+    # One tuple, replaced as a whole: trio runs in other threads (portals) may publish too.
+    last_config, templates = _LAST_TEMPLATES[0]
+    if last_config is config:
+        template: _Template | None = templates.get((event_type, source))
+        if template is not None:
+            return template
+    else:
+        templates = {}
+        _LAST_TEMPLATES[0] = (config, templates)
+    template = _built_template(config, event_type, source)
+    if len(templates) < 1024:
+        templates[(event_type, source)] = template
+    return template
+
+
+# [(the last config seen, {(event_type, source): its template})]
+_LAST_TEMPLATES: list[tuple[Config | None, dict[tuple[str, str | None], _Template]]] = [(None, {})]
+
+
+@functools.lru_cache(maxsize=1024)
+def _built_template(config: Config, event_type: str, source: str | None) -> _Template:
     event = Event.new(config, event_type, None, source=source, id="-", time="-")
     return _Template(event, trim_domain_prefix(event.type, config.domain))
 
@@ -298,7 +321,14 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
         for key, item in value.items():
             if type(key) is not str:
                 return False
-            if type(item) not in _LEAVES and not _plain_json(item, depth + 1):
+            kind = type(item)
+            if kind in _LEAVES:
+                continue
+            if kind is list and depth < 32:  # strings in a list, as usual: no call per item
+                for element in item:
+                    if type(element) is not str and not _plain_json(element, depth + 2):
+                        return False
+            elif not _plain_json(item, depth + 1):
                 return False
         return True
     if kind is list:
@@ -479,6 +509,60 @@ async def pub(
 
 
 _POLYNDATA = Event(type="x", source="x").polyndata
+
+
+# -- prepared in another thread (the portal) -----------------------------------------------------
+
+
+def prepare_pub(
+    tree: Tree, event_type: object, data: Any, source: str | None, store: str | None
+) -> tuple[str, str, bytes] | None:
+    """The subject, id and body of a core :func:`pub` of ``data``, validated and encoded in the
+    calling thread, or ``None`` when the event must take :func:`pub`'s own path.
+
+    For a portal's callers: they validate and encode their own events (an asyncio loop's or a
+    worker thread's time, not the App's trio thread's), and the crossing carries ready bytes
+    to :func:`pub_prepared`. Safe in any thread: it reads the tree's config and schema
+    snapshot (immutable, replaced as a whole), the template cache (entries replaced as a
+    whole) and per-thread ids. Only the usual event qualifies: a message name and a plain JSON
+    value that its schema accepts, of an ``(event_type, source)`` whose template a :func:`pub`
+    has verified. Anything else, an invalid event included, returns ``None``, and :func:`pub`
+    then words the error as usual.
+
+    Example::
+
+        prepared = prepare_pub(running.tree, "user.created.v1", data, None, None)
+        if prepared is not None:
+            await pub_prepared(running, *prepared)   # in the trio run
+    """
+    if type(event_type) is not str or type(data) not in _PLAIN:
+        return None
+    try:
+        config = config_for(tree)  # a ConfigError: pub words it
+        template = _template(config, event_type, source)
+        if not template.verified or not _plain_json(data):
+            return None
+        schemas = tree.lookup(store or config.schema_store, SCHEMAS)
+        if schemas is None or not schemas.is_valid(template.name, data):
+            return None
+        event_id = next_event_id()
+        # The subject is the message name, as pub's (a type given with the domain loses it).
+        return template.name, event_id, template.render(event_id, now_text(), data)
+    except Exception:  # a bad name, a lone surrogate: pub raises it, worded
+        return None
+
+
+async def pub_prepared(
+    conn: Conn,
+    subject: str,
+    event_id: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    reply_to: str | None = None,
+) -> None:
+    """Publish what :func:`prepare_pub` made, as :func:`pub` publishes (send span, headers,
+    ``Nats-Msg-Id``, the connection's transport), with the body ready."""
+    await _send(resolve(conn), subject, subject, event_id, lambda: body, headers, reply_to, False)
 
 
 @overload

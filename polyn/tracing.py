@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -87,8 +88,20 @@ _NO_TRACING = (ProxyTracerProvider, NoOpTracerProvider)
 _tracer_cache: list[Any] = [None, None]  # [provider, tracer]
 
 
+# OpenTelemetry's get_tracer_provider() reads os.environ on every call while no provider is set
+# (about 1 µs, on every message): its global, set once per process, says it without that.
+# Should a future opentelemetry-api drop the global, the public call decides.
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def enabled() -> bool:
-    """Whether an OpenTelemetry SDK tracer provider is installed (so spans are recorded)."""
+    """Whether an OpenTelemetry SDK tracer provider is installed (so spans are recorded).
+
+    A provider named by ``OTEL_PYTHON_TRACER_PROVIDER`` counts when the variable is set before
+    Polyn is imported (or once something has called ``get_tracer_provider()``).
+    """
+    if not _ENV_PROVIDER and getattr(trace, "_TRACER_PROVIDER", True) is None:
+        return False
     return not isinstance(trace.get_tracer_provider(), _NO_TRACING)
 
 

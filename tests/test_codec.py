@@ -208,6 +208,42 @@ def test_invalid_envelope_values_are_refused(fields: dict[str, Any], problem: st
     assert problem in decode_error(body(type="com.test.foo.created.v1", **fields))
 
 
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"polyndata": None}, "Property: `#/polyndata` - None is not of type 'object'"),
+        ({"polyndata": {"clientlang": 1}}, "1 is not of type 'string'"),
+        ({"time": "2022-10-20T16:59:58.12345xZ"}, "is not a 'date-time'"),
+        ({"time": "2022-10-20T16:59:58.123456z"}, "is not a 'date-time'"),
+        ({"source": "com test"}, "is not a 'uri-reference'"),
+        ({"specversion": ""}, "should be non-empty"),
+        ({"datacontenttype": ""}, "should be non-empty"),
+        ({"type": "com.test.Foo.created.v1"}, "Foo.created.v1"),
+    ],
+)
+def test_what_decode_remembers_of_valid_events_never_lets_an_invalid_one_through(
+    fields: dict[str, Any], problem: str
+) -> None:
+    """decode() remembers checked envelope values (the type, source, specversion and content
+    type together, the time's second, the last polyndata): an event differing from a valid one
+    in one attribute is still refused, however often the valid one was decoded before, and a
+    receiver changing a decoded event's polyndata changes nothing for the next one."""
+    valid = encode(
+        Event.new(CONFIG, "foo.created.v1", None, time="2022-10-20T16:59:58.123456Z"),
+        SCHEMAS,
+        CONFIG,
+    )
+    for _ in range(3):
+        received = decode(valid, SCHEMAS, CONFIG)
+    received.polyndata["clientlang"] = 1
+    received.polyndata.pop("clientversion")
+    document = {**json.loads(valid), **fields}
+    assert problem in decode_error(json.dumps(document).encode())
+    changed = {**json.loads(valid), "polyndata": dict(received.polyndata)}
+    assert "is not of type 'string'" in decode_error(json.dumps(changed).encode())
+    assert decode(valid, SCHEMAS, CONFIG) == Event(**{**json.loads(valid), "data": None})
+
+
 def test_a_missing_required_attribute_is_named() -> None:
     message = decode_error(b'{"id":"1","source":"x","specversion":"1.0"}')
     assert "Property: `#` - 'type' is a required property" in message

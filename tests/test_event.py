@@ -125,6 +125,39 @@ def test_new_ids_are_uuid4_unique_and_differ_in_a_forked_child() -> None:
     assert child != _new_id()  # the parent's next id (from the same pool) differs
 
 
+def test_ids_made_in_many_threads_at_once_are_unique() -> None:
+    """Several trio runs (a portal's, the host's) and a portal's callers make ids at once: no
+    two threads may be handed the same random bytes, however often the interpreter switches
+    between them."""
+    import sys
+    import threading
+
+    from polyn.event import _new_id
+
+    made: list[list[str]] = [[] for _ in range(8)]
+    go = threading.Event()
+
+    def make(into: list[str]) -> None:
+        go.wait()
+        for _ in range(5000):
+            into.append(_new_id())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=make, args=(into,)) for into in made]
+        for thread in threads:
+            thread.start()
+        go.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [i for into in made for i in into]
+    assert len(every) == 40_000
+    assert len(set(every)) == 40_000
+
+
 def test_new_times_are_utc_with_microseconds_and_z() -> None:
     import re
     from datetime import UTC, datetime

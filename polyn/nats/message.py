@@ -89,6 +89,15 @@ class Metadata:
             return None
 
 
+def _js_reply(reply: str) -> bool:
+    """Whether ``reply`` has the shape of a ``$JS.ACK`` subject :meth:`Metadata.from_reply`
+    parses (without parsing its numbers)."""
+    if not reply.startswith("$JS.ACK."):
+        return False
+    dots = reply.count(".")
+    return dots == 8 or dots >= 10
+
+
 class Message:
     """A message delivered by NATS: core (``metadata is None``) or JetStream.
 
@@ -193,8 +202,15 @@ class Message:
             )
 
     def _js_target(self) -> tuple[str, Acknowledger]:
-        if self._acker is None or self.reply_to is None or self.metadata is None:
+        reply = self.reply_to
+        if (
+            self._acker is None
+            or reply is None
+            # Settling needs no metadata: the reply subject's shape says it is JetStream's
+            # (parsing it all, timestamp included, cost a tenth of a Pipeline's message).
+            or not (_js_reply(reply) if self._metadata is False else self._metadata is not None)
+        ):
             raise ConsumerError(
                 f"message on {self.subject!r} is not a JetStream message and cannot be acknowledged"
             )
-        return self.reply_to, self._acker
+        return reply, self._acker

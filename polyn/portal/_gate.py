@@ -10,7 +10,9 @@ host's trio loop). Callers anywhere else hand it :class:`Call` objects:
   for the rest of its iteration (one ``loop.call_soon``), so 50 tasks publishing at once cost
   one crossing, not 50.
 - **run**: one drain task runs the calls that normally finish without waiting (a core publish,
-  a reply: validated, encoded and queued into the transport's pump) one after the other, and
+  a reply: validated, encoded and queued into the transport's pump; a portal's ``pub`` usually
+  arrives validated and encoded by its caller, see :func:`polyn.publish.prepare_pub`) one after
+  the other, and
   starts a task for each call that waits (a request, a JetStream publish, a key-value write).
 - **out**: results are gathered and handed back right before trio next waits for I/O (a trio
   instrument): one ``loop.call_soon_threadsafe`` per asyncio loop per batch, and one lock

@@ -20,7 +20,7 @@ from polyn.json_store import JSONStore
 from polyn.nats import PubAck
 from polyn.portal._gate import INLINE, SYNC, TASK, Call, Gate, asyncio_wait, blocking_wait
 from polyn.portal._host import HOST, SYNC_HOST, TRIO_HOST, AsyncioHost
-from polyn.publish import pub, reply, request
+from polyn.publish import prepare_pub, pub, pub_prepared, reply, request
 
 if TYPE_CHECKING:
     from polyn.testing import Sandbox
@@ -474,10 +474,25 @@ class Portal:
 
             portal.pub("order.placed.v1", order, ack=True)
         """
+        if not ack:
+            prepared = self._prepared(event_type, data, source, store)
+            if prepared is not None:
+                self._blocking(INLINE, pub_prepared, (*prepared, headers, reply_to))
+                return None
         mode = TASK if ack else INLINE
         return self._blocking(  # type: ignore[no-any-return]
             mode, _pub, (event_type, data, source, headers, reply_to, store, ack)
         )
+
+    def _prepared(
+        self, event_type: str, data: Any, source: str | None, store: str | None
+    ) -> tuple[str, str, bytes] | None:
+        """The event validated and encoded in the caller's thread, when it qualifies
+        (:func:`polyn.publish.prepare_pub`): the App's trio thread then only sends it."""
+        running = self._running
+        if running is None or self._state != _RUNNING:
+            return None
+        return prepare_pub(running.tree, event_type, data, source, store)
 
     def request(
         self,
@@ -604,6 +619,11 @@ class AsyncPortal:
         args = (event_type, data, source, headers, reply_to, store, ack)
         if portal._direct:
             return _pub(self._direct_running(), *args)
+        if not ack:
+            prepared = portal._prepared(event_type, data, source, store)
+            if prepared is not None:  # validated and encoded here: the crossing carries bytes
+                call = Call(INLINE, pub_prepared, (*prepared, headers, reply_to))
+                return asyncio_wait(portal._gate, call)
         return asyncio_wait(portal._gate, Call(TASK if ack else INLINE, _pub, args))
 
     async def request(

@@ -233,6 +233,22 @@ async def test_core_message_cannot_be_acknowledged() -> None:
         await Message("a.b", b"x", reply_to="_INBOX.x").ack()
 
 
+@pytest.mark.parametrize(
+    "reply_to", ["_INBOX.x", "$JS.ACK.s.c.1.2.3", "$JS.ACK.s.c.1.2.3.4.5.6", "$JS.API.x.y"]
+)
+async def test_a_message_whose_reply_is_no_ack_subject_cannot_be_acknowledged(
+    transport: NatsTransport, reply_to: str
+) -> None:
+    """Settling checks the reply subject's shape (without parsing its metadata): a reply that
+    is not a $JS.ACK subject of 9 or at least 11 tokens is refused, even with a transport."""
+    msg = Message("a.b", b"x", reply_to=reply_to, acker=transport)
+    assert msg.metadata is None
+    with pytest.raises(ConsumerError, match="not a JetStream message"):
+        await Message("a.b", b"x", reply_to=reply_to, acker=transport).ack()
+    with pytest.raises(ConsumerError, match="not a JetStream message"):
+        await msg.nak()
+
+
 async def test_cancelled_fetch_naks_what_it_received_and_leaves_nothing_pending(
     transport: NatsTransport, names: Names
 ) -> None:

@@ -205,7 +205,10 @@ async def test_an_ack_lost_with_the_connection_is_retried_on_reconnect_not_waite
     with trio.fail_after(20):  # a liveness bound: the ack's own timeout is 30 s
         result, _ = await _ack_lost_in_a_crash(fresh_server, names, {"Nats-Msg-Id": "m-1"})
     assert isinstance(result, PubAck), result
-    assert (result.seq, result.duplicate) == (1, False)
+    # Stored once, as sequence 1. Which copy the ack answers may differ (under load nats-py's
+    # own replay of its buffer and polyn's resend can both reach the restarted server: the
+    # second is then answered duplicate=True with the first's sequence).
+    assert result.seq == 1
 
 
 async def test_an_ack_lost_without_a_msg_id_fails_at_once_as_a_connection_error(

@@ -106,6 +106,27 @@ async def test_errors_are_raised_in_the_calling_task(server: NatsServer, names: 
 
 
 @anyio
+async def test_tasks_validate_and_encode_their_own_events(
+    server: NatsServer, watch: ServerWatch, names: Names
+) -> None:
+    """After the first event of a kind, tasks validate and encode their events on their own
+    loop (the crossing carries bytes): what arrives is the same, each with its own id."""
+    subject = names.subject("user.created.v1")
+    core = watch.subscribe(subject)
+    async with polyn.Portal(make_app(server.url, names.token)) as portal:
+        await portal.pub(subject, {"name": "first"})
+        await asyncio.gather(*(portal.pub(subject, {"name": f"task {n}"}) for n in range(20)))
+        with pytest.raises(polyn.ValidationError, match="should be non-empty"):
+            await portal.pub(subject, {"name": ""})
+        eventually(lambda: len(core) == 21)
+    events = watch.events(subject)
+    assert sorted(e["data"]["name"] for e in events[1:]) == sorted(f"task {n}" for n in range(20))
+    assert len({e["id"] for e in events}) == 21
+    assert [m.headers["Nats-Msg-Id"] for m in core] == [e["id"] for e in events]
+    assert {e["type"] for e in events} == {f"com.test.{subject}"}
+
+
+@anyio
 async def test_many_tasks_share_one_crossing_each_way(server: NatsServer, names: Names) -> None:
     subject = names.subject("user.created.v1")
     async with polyn.Portal(make_app(server.url, names.token)) as portal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -332,6 +333,50 @@ def test_the_callers_span_is_the_parent_of_the_calls_spans(
     (ask,) = [s for s in finished if s.name == f"{asked} send"]
     assert [None if s.parent is None else s.parent.span_id for s in pubs] == [parent, None]
     assert ask.parent is not None and ask.parent.span_id == parent
+
+
+def test_events_prepared_in_the_callers_thread_are_what_pub_sends(
+    server: NatsServer, watch: ServerWatch, names: Names, spans: Any
+) -> None:
+    """Once an event of a kind went through pub in trio, portal.pub validates and encodes the
+    next ones in the caller's thread and the trio thread only sends them: same envelope, a
+    Nats-Msg-Id equal to the event id, the send span a child of the caller's span, and an
+    invalid event still raises pub's worded error; a type given with the domain goes to the
+    subject of its message name, as pub's."""
+    from polyn.publish import prepare_pub
+
+    subject = names.subject("user.created.v1")
+    core = watch.subscribe(subject)
+    tracer = trace.get_tracer("an http framework")
+    with polyn.Portal(make_app(server.url, names.token)) as portal:
+        portal.pub(subject, {"name": "first"})  # through pub in trio: verifies the template
+        assert portal._running is not None
+        tree = portal._running.tree
+        assert prepare_pub(tree, subject, {"name": "Ada"}, None, None) is not None
+        assert prepare_pub(tree, subject, {"name": ""}, None, None) is None  # invalid
+        assert prepare_pub(tree, subject, {"name": "Ada"}, "elsewhere", None) is None
+        with tracer.start_as_current_span("POST /users") as request:
+            portal.pub(subject, {"name": "second", "age": 3})
+            with pytest.raises(polyn.ValidationError, match="should be non-empty"):
+                portal.pub(subject, {"name": ""})
+        for n in range(2):  # the first through pub in trio, the second prepared: one subject
+            portal.pub(f"com.test.{subject}", {"name": f"with the domain {n}"})
+        eventually(lambda: len(core) == 4)
+    first, second = (json.loads(msg.data) for msg in core[:2])
+    assert [json.loads(msg.data)["data"]["name"] for msg in core[2:]] == [
+        "with the domain 0",
+        "with the domain 1",
+    ]
+    assert list(second) == list(first)  # the codec's attribute order
+    assert {k: v for k, v in second.items() if k not in ("id", "time", "data")} == {
+        k: v for k, v in first.items() if k not in ("id", "time", "data")
+    }
+    assert second["data"] == {"name": "second", "age": 3}
+    assert second["id"] != first["id"]
+    assert [msg.headers["Nats-Msg-Id"] for msg in core[:2]] == [first["id"], second["id"]]
+    (send,) = [s for s in spans.get_finished_spans() if s.name == f"{subject} send"][1:2]
+    assert send.parent is not None
+    assert send.parent.span_id == request.get_span_context().span_id
 
 
 SCRIPT = """
