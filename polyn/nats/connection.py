@@ -156,15 +156,21 @@ def transport_for(conn: Conn | Transport = "nats") -> Transport:
         if transport is not None:
             return transport
         ref = conn
-    elif isinstance(conn, str | Tree) or isinstance(getattr(conn, "tree", None), Tree):
-        tree, name = locate(cast("Conn", conn))  # a name, a tree, or a TreeHandle
-        assert isinstance(name, str)
+    else:
+        # The App's running handle first (the usual conn of a script's publish): one getattr.
+        handle_tree = getattr(conn, "tree", None)
+        if isinstance(handle_tree, Tree):
+            tree, name = handle_tree, "nats"
+        elif isinstance(conn, (str, Tree)):
+            tree, named = locate(conn)
+            assert isinstance(named, str)
+            name = named
+        else:
+            return cast("Transport", conn)  # already a transport
         transport = tree.lookup(name, TRANSPORT)
         if transport is not None:
             return transport
         ref = tree.ref(name)
-    else:
-        return cast("Transport", conn)  # already a transport
     raise NatsConnectionError(f"{ref!r} is not a connected NatsConnection")
 
 
