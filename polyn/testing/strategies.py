@@ -112,6 +112,8 @@ does the Elixir client): give them to hypothesis-jsonschema's ``custom_formats``
 
 
 def _payloads(schema: Any, accepts: Callable[[Any], bool]) -> st.SearchStrategy[Any]:
+    # hypothesis-jsonschema resolves references in place: it gets a copy, never the caller's.
+    schema = copy.deepcopy(schema)
     with warnings.catch_warnings():
         # Replacing hypothesis-jsonschema's standard formats is the point.
         warnings.filterwarnings("ignore", "Overriding standard format", HypothesisWarning)

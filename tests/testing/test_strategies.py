@@ -127,3 +127,28 @@ def test_emails_with_long_top_level_domains_are_never_drawn() -> None:
         codec.encode(event, compiled, CONFIG)
 
     publish()
+
+
+def test_drawing_events_leaves_the_callers_schemas_as_they_were() -> None:
+    """hypothesis-jsonschema resolves ``$ref`` in place: ``events`` used to hand it the caller's
+    own schema, which came back with its references inlined."""
+    import copy
+
+    schemas: dict[str, Any] = {
+        "order.placed.v1": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "required": ["size"],
+            "properties": {"size": {"$ref": "#/definitions/size"}, "tag": {"enum": ["a", "b"]}},
+            "definitions": {"size": {"type": "integer", "minimum": 0}},
+        }
+    }
+    before = copy.deepcopy(schemas)
+
+    @settings(max_examples=20, database=None)
+    @given(events("order.placed.v1", schemas), invalid_events("order.placed.v1", schemas))
+    def draw(event: Event, body: bytes) -> None:
+        assert event.data["size"] >= 0
+
+    draw()
+    assert schemas == before
