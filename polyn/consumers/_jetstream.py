@@ -88,9 +88,9 @@ async def check_consumer(transport: Transport, stream: str, consumer: str) -> Co
     """The consumer's info; the protocol's error when it does not exist.
 
     A consumer that does not take an acknowledgement per message (``ack_policy`` ``none`` or
-    ``all``) is refused: with it, naks, terms and redelivery silently do nothing (``none`` is
-    the server's default when a migration leaves ``ack_policy`` out), or one ack settles
-    messages still being handled (``all``).
+    ``all``) is refused: with it, naks, terms and redelivery silently do nothing (``none``, the
+    server's default for a consumer made without Polyn's migrations, which default to
+    ``explicit``), or one ack settles messages still being handled (``all``).
     """
     try:
         info = await transport.consumer_info(stream, consumer)
