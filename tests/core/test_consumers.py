@@ -325,6 +325,29 @@ async def test_responder_error_replies_are_configurable(
         assert "cannot quote" not in str(failed.value)
 
 
+class Hanging(Responder):
+    async def handle_request(self, event: Event, msg: Message) -> tuple[str, Any] | None:
+        if event.data == "hang":
+            await trio.sleep_forever()
+        return Quotes.answer_type, f"quote for {event.data}"
+
+
+async def test_a_hung_responder_answers_with_an_error_reply_at_its_handler_timeout(
+    core: Core,
+) -> None:
+    """Issue 21, finding 14: a Responder that hangs reached the requester only as a
+    ``RequestTimeout`` (after the requester's own timeout); with ``handler_timeout`` the
+    requester gets a ``ResponderError`` naming the timeout, and the Responder goes on."""
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+    Quotes.answer_type = answer
+    async with core.app(Hanging(subject=asked, handler_timeout=0.5)).run() as running:
+        with trio.fail_after(10), pytest.raises(ResponderError) as failed:
+            await request(running, asked, "hang", timeout=30)
+        assert failed.value.error_type == "HandlerTimeout"
+        assert "handler_timeout" in failed.value.reason
+        assert (await request(running, asked, "A1", timeout=5)).data == "quote for A1"
+
+
 async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporter) -> None:
     asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
     created = core.type("user.created.v1")
