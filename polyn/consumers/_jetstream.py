@@ -365,7 +365,11 @@ class JetStreamConsumer(Consumer[DataT]):
     async def _hold_for_schema(self, msg: Message, name: str) -> Event[DataT] | None:
         assert self._resolved is not None
         self._holding += 1
-        self._fetch_open = trio.Event()
+        if self._fetch_open.is_set():
+            # Only the first hold closes fetching: a second one replacing the event would leave
+            # a fetch loop waiting on the first event, which nothing sets again (a Pipeline's
+            # processors hold several messages at once).
+            self._fetch_open = trio.Event()
         log.error(
             "consumer %s: holding a %s event at its last delivery (max_deliver %s) and "
             "fetching nothing more until its schema is back (or its data class reads it)",
