@@ -25,8 +25,9 @@ Every JetStream message a Polyn consumer fetches is settled exactly one way:
 - Headers: ``Polyn-Error`` (the error's first line, at most 512 characters, URLs' user info
   removed), ``Polyn-Error-Type`` (the error's class name), ``Polyn-Consumer``,
   ``Polyn-Original-Subject``, ``Polyn-Original-Id`` (the original ``Nats-Msg-Id``), the original
-  ``traceparent``, and ``Nats-Msg-Id: <original id>:<consumer>``, so two consumers' dead letters
-  of one event are not deduplicated into one. A message without a ``Nats-Msg-Id`` gets neither
+  ``traceparent`` (its flags cut to the sampled bit, as everything Polyn sends), and
+  ``Nats-Msg-Id: <original id>:<consumer>``, so two consumers' dead letters of one event are not
+  deduplicated into one. A message without a ``Nats-Msg-Id`` gets neither
   id header.
 - JetStream consumers (``jetstream=True``) publish with an ack when a stream captures the
   dead-letter subject (the example's migrations create one on ``polyn.deadletter.>``); which
@@ -51,6 +52,7 @@ import trio
 
 from polyn.errors import NatsConnectionError, PolynError
 from polyn.nats import Message, Transport
+from polyn.tracing import wire_traceparent
 
 __all__ = [
     "BACKOFF_CAP",
@@ -220,8 +222,8 @@ def dead_letter_headers(msg: Message, error: BaseException, consumer: str) -> di
         headers["Polyn-Original-Id"] = original_id
         headers["Nats-Msg-Id"] = f"{original_id}:{consumer}"
     traceparent = get_header(msg.headers, "traceparent")
-    if traceparent:
-        headers["traceparent"] = traceparent
+    if traceparent:  # forwarded with the sampled bit only, as everything Polyn sends
+        headers["traceparent"] = wire_traceparent(traceparent)
     return headers
 
 

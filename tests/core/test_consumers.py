@@ -379,6 +379,40 @@ async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporte
     assert len({span.context.trace_id for span in chain}) == 1
 
 
+@pytest.mark.parametrize("flags", ["03", "01", "00"])
+async def test_an_event_with_any_traceparent_flags_joins_its_trace_and_a_dead_letter_sends_00_or_01(
+    core: Core, spans: InMemorySpanExporter, flags: str
+) -> None:
+    """Issue 19: a producer on a newer SDK sends flags ``03`` (W3C level 2's random bit): the
+    receive span still joins its trace; what Polyn sends on (here a dead letter, forwarding the
+    received context) carries the sampled bit only, as Elixir's propagator needs."""
+    subject = core.type("user.created.v1")
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    parent = f"00-{trace_id}-{span_id}-{flags}"
+    letters = await core.transport.subscribe("polyn.deadletter." + subject)
+    try:
+        async with core.app(Recorder(subject=subject, name="recorder")).run() as running:
+            recorder = running.ref("recorder").running_actor()
+            assert isinstance(recorder, Recorder)
+            for name in ("Ada", "fail"):
+                body = elixir_body(core, subject, {"name": name}, str(uuid.uuid4()))
+                await core.transport.publish(subject, body, headers={"traceparent": parent})
+            await wait_for(lambda: len(recorder.handled) == 1)
+            letter = await next_message(letters)
+    finally:
+        await letters.aclose()
+    receives = [s for s in spans.get_finished_spans() if s.name == f"{subject} receive"]
+    assert receives
+    for span in receives:
+        assert span.parent is not None and span.parent.is_remote
+        assert (f"{span.context.trace_id:032x}", f"{span.parent.span_id:016x}") == (
+            trace_id,
+            span_id,
+        )
+    sampled = int(flags, 16) & 1
+    assert letter.headers["traceparent"] == f"00-{trace_id}-{span_id}-0{sampled}"
+
+
 APP_SCRIPT = """
 import sys, trio
 import polyn.actors, polyn.app, polyn.config, polyn.consumers, polyn.nats, polyn.schema_store
