@@ -152,3 +152,27 @@ def test_drawing_events_leaves_the_callers_schemas_as_they_were() -> None:
 
     draw()
     assert schemas == before
+
+
+def test_events_of_a_combined_schema_from_the_old_cli_draw_its_payloads() -> None:
+    """A schema bucket written by polyn-cli 0.2 holds whole-CloudEvent schemas (§16.18), which
+    the codec applies to the whole event; the strategies draw payloads from the schema inside."""
+    import json
+    from pathlib import Path
+
+    envelope = json.loads(
+        (Path(codec.__file__).parent / "cloud_event_schema.json").read_text("utf-8")
+    )
+    payload = {"type": "object", "required": ["size"], "properties": {"size": {"type": "integer"}}}
+    envelope["definitions"] = {"datadef": payload}
+    envelope["properties"]["data"] = {"$ref": "#/definitions/datadef"}
+    schemas = {"old.widget.v1": envelope}
+    compiled = Schemas.from_dict(schemas)
+
+    @settings(max_examples=25, database=None)
+    @given(events("old.widget.v1", schemas, config=CONFIG, encoded=True))
+    def draw(body: bytes) -> None:
+        event = codec.decode(body, compiled, CONFIG)
+        assert isinstance(event.data["size"], int)
+
+    draw()
