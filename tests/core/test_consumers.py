@@ -468,3 +468,60 @@ def test_sigterm_stops_an_app_subprocess_cleanly(nats_url: str, tmp_path: Path) 
     assert process.returncode == 0, err
     assert out.strip() == "stopped"
     assert marker.read_text() == "shutdown"
+
+
+BUSY_SCRIPT = """
+import sys, trio
+import polyn.actors, polyn.app, polyn.config, polyn.consumers, polyn.nats, polyn.schema_store
+
+class Busy(polyn.consumers.Subscriber):
+    subject = "ctrlc.test.v1"
+
+    async def handle_message(self, event, msg):
+        print("handling", flush=True)
+        await trio.sleep(3600)
+
+class Ready(polyn.actors.Actor):
+    async def init(self):
+        print("ready", flush=True)
+
+config = polyn.config.Config(domain="com.test", source_root="svc", servers=[sys.argv[1]])
+app = polyn.app.App(config, [
+    polyn.nats.NatsConnection(),
+    polyn.schema_store.SchemaStore(schemas={"ctrlc.test.v1": True}),
+    Busy(),
+    Ready(),
+])
+trio.run(app.main)
+print("stopped", flush=True)
+"""
+
+
+def test_ctrl_c_stops_an_app_whose_handler_is_busy(nats_url: str, tmp_path: Path) -> None:
+    """Issue 21 (8): what a handler raises is a failure of its message, but a real signal is
+    not: Ctrl-C (SIGINT) during a handler stops the App."""
+    script = tmp_path / "busy.py"
+    script.write_text(textwrap.dedent(BUSY_SCRIPT))
+    process = subprocess.Popen(
+        [sys.executable, str(script), nats_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        body = json.dumps(
+            {"id": "1", "specversion": "1.0.1", "type": "com.test.ctrlc.test.v1", "source": "x"}
+        ).encode()
+        publish_with_plain_nats_py(nats_url, [("ctrlc.test.v1", body, {})])
+        assert process.stdout.readline().strip() == "handling"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out.strip() == "stopped"
+
