@@ -168,11 +168,26 @@ async def _ack_lost_in_a_crash(
             except Exception as exc:
                 result.append(exc)
 
+        nc = transport._nc  # nats-py's client: its counters say when the PUB left
+        assert nc is not None
+        sent_before = nc.stats["out_msgs"]
         async with trio.open_nursery() as nursery:
             assert server.pid is not None
             os.kill(server.pid, signal.SIGSTOP)
             nursery.start_soon(publish)
-            await trio.sleep(0.3)  # the PUB is written; the frozen server cannot answer
+            # Wait until the PUB is written to the socket (the frozen server cannot answer):
+            # counted as sent, nothing left in nats-py's pending buffer. Under load, a fixed
+            # sleep let the kill come first, and the PUB then went to the restarted server.
+            def written() -> bool:
+                return nc.stats["out_msgs"] > sent_before and not nc.pending_data_size
+
+            with trio.fail_after(5):
+                while True:  # seen twice, 50 ms apart: counted, then flushed
+                    if written():
+                        await trio.sleep(0.05)
+                        if written():
+                            break
+                    await trio.sleep(0.01)
             await trio.to_thread.run_sync(server.kill)
             await trio.sleep(0.5)
             await trio.to_thread.run_sync(server.restart)

@@ -6,7 +6,8 @@ user would observe. Each scenario records its figures (events, kills, lost, dupl
 RSS) with the ``figures`` fixture; at the end of the session they are printed as the README's
 "Reliability" table and written to ``reliability.json`` under pytest's base temporary folder.
 
-Select them with ``pytest tests/reliability`` or ``pytest -m reliability``.
+Marked ``slow`` (left out of the default run): select them with ``pytest -m reliability``
+(or ``pytest -m slow``, every slow test).
 """
 
 from __future__ import annotations
