@@ -497,6 +497,7 @@ print("stopped", flush=True)
 """
 
 
+@pytest.mark.slow  # the handler's own shutdown time (5 s) runs out before it is cancelled
 def test_ctrl_c_stops_an_app_whose_handler_is_busy(nats_url: str, tmp_path: Path) -> None:
     """Issue 21 (8): what a handler raises is a failure of its message, but a real signal is
     not: Ctrl-C (SIGINT) during a handler stops the App."""

@@ -23,6 +23,7 @@ import trio
 from reliability_support import Service
 
 import polyn
+from polyn._resolve import resolve
 from polyn.nats import PubAck
 from polyn.server import NatsServer
 
@@ -62,8 +63,21 @@ async def test_a_half_second_blip_lets_acked_publishes_through_without_waiting_o
             while len(acks) < 100:  # noqa: ASYNC110 - the producers fill it
                 await trio.sleep(0.01)
             assert fresh_server.pid is not None
+            nc = resolve(running).transport._nc  # type: ignore[attr-defined]  # nats-py's client
+            sent_before = nc.stats["out_msgs"]
             os.kill(fresh_server.pid, signal.SIGSTOP)  # publishes wait for acks that cannot come
-            await trio.sleep(0.2)
+
+            def written() -> bool:  # PUBs counted as sent, nothing left in nats-py's buffer
+                return bool(nc.stats["out_msgs"] > sent_before and not nc.pending_data_size)
+
+            # Kill only once publishes are on the wire: under load a fixed sleep let the kill
+            # come first, and the PUBs then went to the restarted server (nothing in flight).
+            while True:
+                if written():
+                    await trio.sleep(0.05)
+                    if written():
+                        break
+                await trio.sleep(0.01)
             await trio.to_thread.run_sync(fresh_server.kill)
             await trio.sleep(0.5)
             await trio.to_thread.run_sync(fresh_server.restart)
