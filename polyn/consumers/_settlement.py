@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 import weakref
 from typing import Any, Final
 
 import attrs
 import trio
 
+from polyn.config import redact_urls_in
 from polyn.errors import NatsConnectionError, PolynError
 from polyn.nats import Message, Transport
 from polyn.tracing import wire_traceparent
@@ -113,14 +113,12 @@ def delivery_count(msg: Message) -> int:
     return metadata.num_delivered if metadata is not None else 1
 
 
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
-
-
 def one_line(text: str) -> str:
-    """``text``'s first line, at most 512 characters, with any URL's user info removed."""
+    """``text``'s first line, at most 512 characters, with any URL's secret hidden
+    (:func:`polyn.config.redact_urls_in`, the one redaction every output uses)."""
     stripped = text.strip()
     first = stripped.splitlines()[0] if stripped else ""
-    return _USERINFO.sub(r"\1", first.replace("\r", " "))[:_MAX_ERROR]
+    return redact_urls_in(first.replace("\r", " "))[:_MAX_ERROR]
 
 
 async def apply(msg: Message, result: Any) -> None:

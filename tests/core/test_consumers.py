@@ -325,6 +325,36 @@ async def test_responder_error_replies_are_configurable(
         assert "cannot quote" not in str(failed.value)
 
 
+LEAKY_URL = "nats://alice:pw@Odd/Canary#7?x@db.internal:4222"
+
+
+class Leaky(Responder):
+    async def handle_request(self, event: Event, msg: Message) -> tuple[str, Any] | None:
+        raise ConnectionError(f"cannot reach {LEAKY_URL} (retrying)")
+
+
+async def test_error_replies_and_dead_letters_show_no_password_of_a_url_in_the_error(
+    core: Core,
+) -> None:
+    """Issue 21 (5): the one-line reason of an error reply and of a dead letter goes through the
+    same URL redaction as everything else: a password with ``@``, ``/``, ``#``, ``?`` is hidden
+    whole, the user and host kept."""
+    asked = core.type("request.test.request.v1")
+    letters = await core.transport.subscribe("polyn.deadletter." + asked)
+    try:
+        async with core.app(Leaky(subject=asked)).run() as running:
+            with trio.fail_after(5), pytest.raises(ResponderError) as failed:
+                await request(running, asked, "x", timeout=30)
+            letter = await next_message(letters)
+    finally:
+        await letters.aclose()
+    shown = "cannot reach nats://alice:***@db.internal:4222 (retrying)"
+    assert failed.value.reason == shown
+    assert letter.headers["Polyn-Error"] == shown
+    for text in (str(failed.value), letter.headers["Polyn-Error"]):
+        assert "Odd" not in text and "Canary" not in text
+
+
 class Hanging(Responder):
     async def handle_request(self, event: Event, msg: Message) -> tuple[str, Any] | None:
         if event.data == "hang":
