@@ -35,17 +35,18 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
 
 from polyn.actors import Actor, ActorRef, Strategy, Supervisor, Tree, current_tree
-from polyn.config import Config
+from polyn.config import Config, redact_url
 from polyn.consumers import Consumer, set_stuck_hook
-from polyn.errors import PolynError
+from polyn.errors import ActorError, ConfigError, PolynError, describe_exception
 from polyn.nats import NatsConnection
 
 __all__ = ["App", "AppContext", "Running", "current_app"]
@@ -203,27 +204,139 @@ class App:
 
         A signal stops the tree gracefully and ``main`` returns normally. ``trio.run(app.main)``.
         Signals are caught from before the first child starts (a signal during start-up stops
-        the app once it has started) and only in the main thread.
+        the app once it has started) and only in the main thread. A **second** SIGINT or
+        SIGTERM while the tree stops ends the process at once, with status 128 + the signal's
+        number (130 for Ctrl-C): messages a consumer holds are redelivered by JetStream, events
+        queued for publishing and not yet sent are lost.
+
+        A child that fails to start raises :class:`~polyn.errors.ActorError` whose one-line
+        message names the child and the cause (``the app could not start: child 'nats'
+        (NatsConnection): could not connect to NATS at ...``); its traceback is the cause's when
+        the cause is not a Polyn error (a bug in an ``init``), so an uncaught start failure
+        prints one traceback at most. The supervisor's own error is its ``__context__``.
+
+        **Logging**: the app logs one INFO line on ``polyn.app`` once every child has started
+        (the children and the NATS server) and one when it has stopped. When logging is not
+        configured at all (the root logger has no handler), ``main`` installs a handler on
+        stderr for its run, at the level of ``POLYN_LOG_LEVEL`` (``debug``, ``info``,
+        ``warning``, ``error``; default ``info``), and removes it when it returns.
 
         A consumer whose handler ignores cancellation past its shutdown deadline (a shielded
         cancel scope) would keep the stop waiting forever: it is logged by name and the process
         ends at once with exit code 70 (``EX_SOFTWARE``), so a process manager sees a failure.
         """
         set_stuck_hook(_abandon)
-        with _signals() as signals:
-            async with self.run() as running, trio.open_nursery() as nursery:
+        with _default_logging(), _signals() as signals:
+            stop = _Stop()
+            failure: Exception | None = None
+            async with trio.open_nursery() as watchers:
                 if signals is not None:
-                    nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-                await running.tree.wait_finished()
-                nursery.cancel_scope.cancel()
+                    watchers.start_soon(_watch_signals, signals, stop)
+                try:
+                    await self._run_until_stopped(stop)
+                except Exception as exc:  # raised below, bare rather than in an exception group
+                    failure = exc
+                watchers.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+
+    async def _run_until_stopped(self, stop: _Stop) -> None:
+        """The body of :meth:`main`, with a start failure's error made readable."""
+        started_at = trio.current_time()
+        try:
+            with stop.scope:
+                async with self.run() as running:
+                    log.info("the app is up: %s", _describe_running(running))
+                    stop.started()
+                    await running.tree.wait_finished()
+        except ActorError as error:
+            if error.start_failure is None:
+                raise
+            which, cause = error.start_failure
+            clean = ActorError(f"the app could not start: {which}: {describe_exception(cause)}")
+            if not isinstance(cause, PolynError):
+                raise clean.with_traceback(cause.__traceback__) from None
+            raise clean from None
+        log.info(
+            "the app stopped%s after %.1f s",
+            f" ({stop.reason})" if stop.reason else "",
+            trio.current_time() - started_at,
+        )
+
+
+class _Stop:
+    """What :meth:`App.main` and its signal watcher share: the stop scope and its reason."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.reason = ""
+        self.requested = False
+        self.running = False
+
+    def started(self) -> None:
+        self.running = True
+        if self.requested:  # a signal came during start-up: stop now that it has started
+            self.scope.cancel()
+
+    def request(self, reason: str) -> None:
+        self.requested = True
+        self.reason = reason
+        if self.running:
+            self.scope.cancel()
+
+
+def _describe_running(running: Running) -> str:
+    """The children of a running app and the NATS servers it is connected to, for its log."""
+    names = []
+    servers = []
+    for child in running.tree.which_children_nowait():
+        names.append(child.name or type(child.spec).__name__)
+        if child.ref is not None and isinstance(child.spec, NatsConnection):
+            with contextlib.suppress(PolynError):
+                connection = child.ref.running_actor()
+                if isinstance(connection, NatsConnection) and connection.state.url:
+                    servers.append(redact_url(connection.state.url))
+    where = f"; NATS at {', '.join(servers)}" if servers else ""
+    return f"{len(names)} children started ({', '.join(names)}){where}"
+
+
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+
+@contextlib.contextmanager
+def _default_logging() -> Iterator[None]:
+    """A stderr handler at ``POLYN_LOG_LEVEL`` while :meth:`App.main` runs, when logging is not
+    configured at all; logging a program configured itself is never touched."""
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    name = os.environ.get("POLYN_LOG_LEVEL", "").strip().lower() or "info"
+    if name not in _LOG_LEVELS:
+        raise ConfigError(
+            f"POLYN_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {name!r}"
+        )
+    level = getattr(logging, name.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    asyncio_logger = logging.getLogger("asyncio")
+    saved = (root.level, asyncio_logger.level)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The NATS client's event loop runs in a thread of its own; its asyncio chatter is not ours.
+    asyncio_logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        asyncio_logger.setLevel(saved[1])
 
 
 def _abandon(description: str) -> None:
     """The stop cannot finish (see :meth:`App.main`): end the process with an error."""
     log.critical("the app cannot stop: %s; exiting with status 70", description)
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
+    _flush_output()
     os._exit(70)
 
 
@@ -236,8 +349,23 @@ def _signals() -> Iterator[AsyncIterator[int] | None]:
         yield signals
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+async def _watch_signals(signals: AsyncIterator[int], stop: _Stop) -> None:
+    """The first signal stops the app gracefully; a second one ends the process at once."""
     async for signum in signals:
-        log.info("received %s, stopping the app", signal.Signals(signum).name)
-        scope.cancel()
-        return
+        name = signal.Signals(signum).name
+        if not stop.requested:
+            log.info("received %s: stopping the app (send it again to stop at once)", name)
+            stop.request(name)
+            continue
+        log.warning("received %s again: exiting at once, without the graceful stop", name)
+        _flush_output()
+        os._exit(128 + signum)
+
+
+def _flush_output() -> None:
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -115,6 +116,7 @@ def _config_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--pyproject", default=None, metavar="FILE", help="read [tool.polyn] from this file"
     )
+    _add_log_level(options)
     return options
 
 
@@ -143,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs = _log_options()
 
     migrate = commands.add_parser(
-        "migrate", parents=[config, logs], help="run the pending JetStream migrations"
+        "migrate", parents=[config], help="run the pending JetStream migrations"
     )
     _migration_run_options(migrate)
     migrate.set_defaults(handler=_migrate)
 
     rollback = commands.add_parser(
-        "rollback", parents=[config, logs], help="roll back the last migration run"
+        "rollback", parents=[config], help="roll back the last migration run"
     )
     _migration_run_options(rollback)
     rollback.set_defaults(handler=_rollback)
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrations_commands = migrations.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     migrations_commands.required = True
     status = migrations_commands.add_parser(
-        "status", parents=[config, logs], help="list applied and pending migrations"
+        "status", parents=[config], help="list applied and pending migrations"
     )
     status.set_defaults(handler=_status)
 
@@ -242,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands, config, lambda args: _load_config(args, service=False), _connected
     )
 
-    server = commands.add_parser("server", help="run a nats-server with JetStream for development")
+    server = commands.add_parser(
+        "server", parents=[logs], help="run a nats-server with JetStream for development"
+    )
     server.add_argument("--port", type=int, default=4222, help="client port (default 4222)")
     server.add_argument(
         "--store-dir",
@@ -332,15 +336,19 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _log_options() -> argparse.ArgumentParser:
-    # Also accepted after the subcommand; SUPPRESS keeps the top-level value when absent.
     options = argparse.ArgumentParser(add_help=False)
+    _add_log_level(options)
+    return options
+
+
+def _add_log_level(options: argparse.ArgumentParser) -> None:
+    # Every command takes it after its name too; SUPPRESS keeps the top-level value when absent.
     options.add_argument(
         "--log-level",
         choices=_LOG_LEVELS,
         default=argparse.SUPPRESS,
         help="log level (default warning; debug adds the traceback of a failure)",
     )
-    return options
 
 
 def _migration_run_options(command: argparse.ArgumentParser) -> None:
@@ -624,23 +632,114 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _server(args: argparse.Namespace) -> int:
+    from polyn.errors import ServerError
     from polyn.server import NatsServer
 
     store = Path(args.store_dir)
     store.mkdir(parents=True, exist_ok=True)
-    # Ctrl-C and SIGTERM both stop it, even when started in the background with SIGINT ignored.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    with NatsServer(port=args.port, store_dir=store) as server:
-        _say(f"nats-server with JetStream at {server.url} (store {store}); Ctrl-C stops it")
+    # Two nats-servers on one JetStream store corrupt it, and nats-server itself does not
+    # refuse to share one: the store is locked for as long as this command runs.
+    with _store_lock(store) as lock:
+        if args.port and _port_in_use("127.0.0.1", args.port):
+            raise ServerError(
+                f"port {args.port} on 127.0.0.1 is in use (another nats-server, or another "
+                "program, listens there): stop it, or pass --port N (0 picks a free port)"
+            )
+        # Ctrl-C and SIGTERM both stop it, even when started in the background with SIGINT
+        # ignored.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+        server = NatsServer(port=args.port, store_dir=store)
         try:
-            while server.running:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            _say("Stopping nats-server")
-            return 0
-        print(f"polyn: error: nats-server stopped by itself:\n{server.log_tail()}", file=sys.stderr)
-        return 1
+            server.start()
+        except ServerError as exc:
+            server.close()
+            # nats-server's own fatal line says why; its whole log tail is for debugging.
+            logging.getLogger("polyn.server").debug("%s", exc)
+            raise ServerError(f"nats-server could not start: {_fatal_line(str(exc))}") from None
+        with contextlib.closing(server):
+            lock.write(f"pid {os.getpid()}, {server.url}")
+            _say(f"nats-server with JetStream at {server.url} (store {store}); Ctrl-C stops it")
+            try:
+                while server.running:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                _say("Stopping nats-server")
+                return 0
+            print(
+                f"polyn: error: nats-server stopped by itself:\n{server.log_tail()}",
+                file=sys.stderr,
+            )
+            return 1
+
+
+class _StoreLock:
+    """An exclusive lock on a store folder (``flock`` on a file in it), held by this process.
+
+    The file also says who holds it (``pid N, nats://...``), for the refusal's message. The
+    kernel releases the lock when the process ends, however it ends, so a crashed server never
+    leaves the store locked.
+    """
+
+    def __init__(self, path: Path, handle: Any) -> None:
+        self.path = path
+        self._handle = handle
+
+    def write(self, holder: str) -> None:
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(holder)
+        self._handle.flush()
+
+
+@contextlib.contextmanager
+def _store_lock(store: Path) -> Iterator[_StoreLock]:
+    from polyn.errors import ServerError
+
+    path = store / "polyn-server.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock, no refusal
+            yield _StoreLock(path, handle)
+            return
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ServerError(
+                f"the store {store} is in use by another polyn server ({holder}): use that "
+                "server, stop it, or pass --store-dir for a store of its own"
+            ) from None
+        try:
+            yield _StoreLock(path, handle)
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a bind as nats-server's would fails)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As nats-server (Go) binds: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _fatal_line(error: str) -> str:
+    """nats-server's fatal line (``[FTL] ...``) from a start-up error's log tail, if any."""
+    for line in reversed(error.splitlines()):
+        if "[FTL]" in line:
+            return line.split("[FTL]", 1)[1].strip()
+    return error.splitlines()[0] if error else "no reason given"
 
 
 if __name__ == "__main__":  # pragma: no cover

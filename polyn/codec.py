@@ -570,9 +570,11 @@ def _message_name(event_type: str, domain: str) -> str:
 
 
 def _missing(name: str) -> str:
+    # The protocol's line, then the command that does it (the Elixir text names no command).
     return (
         f"Schema for {name} does not exist. Make sure it's been added to your `schemas` "
-        "codebase and has been loaded into the schema store on your NATS server"
+        "codebase and has been loaded into the schema store on your NATS server\n"
+        f"`polyn schemas load` loads the schemas folder (its {name}.json) into the store"
     )
 
 

@@ -191,7 +191,27 @@ class ServerError(PolynError):
 
 
 class ActorError(PolynError):
-    """An actor is not running (a call to a dead actor) or failed to start."""
+    """An actor is not running (a call to a dead actor) or failed to start.
+
+    When a supervisor could not start a child, ``start_failure`` is ``(which, cause)``: the
+    child that failed, with the supervisors between it and the one that raised (``"child
+    'mailer' (Mailer) of supervisor 'workers'"``), and the exception its ``init`` raised (also
+    the end of the ``__cause__`` chain). None for any other ActorError.
+    """
+
+    start_failure: tuple[str, BaseException] | None = None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A failure in one line: a Polyn error's own text, else ``Type: text``.
+
+    Polyn's errors say what was wrong and what to do; another exception (a bug in an ``init``)
+    needs its class to be understood: ``KeyError: 'email'``.
+    """
+    text = str(exc)
+    if isinstance(exc, PolynError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class CallTimeout(PolynError, TimeoutError):

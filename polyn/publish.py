@@ -6,8 +6,12 @@ sent when it is invalid), and publishes it with two headers: ``Nats-Msg-Id`` = t
 JetStream drops a duplicate, and ``traceparent`` from the send span (:mod:`polyn.tracing`, when an
 OpenTelemetry SDK is installed).
 
-- The **subject** is ``event_type`` as given (normally without the domain), the event's
-  ``type`` is ``<domain>.<event_type>``, as the Elixir and Ruby clients do.
+- The **subject** is the message name: ``event_type`` without the config's domain, the event's
+  ``type`` is ``<domain>.<message name>``, as the Elixir and Ruby clients do. A type given with
+  the domain (``com.acme.user.created.v1``) is stripped of it
+  (:func:`polyn.naming.trim_domain_prefix`, the rule consumers follow), so it goes to the
+  subject a consumer of ``user.created.v1`` reads: :func:`pub`, :func:`request`, :func:`reply`
+  and the portal's calls alike.
 - ``conn`` is a connection name inside the tree (default ``"nats"``), an
   :class:`~polyn.actors.ActorRef`, or the App's running handle (from a script or a test body).
 - ``data`` is a JSON value, or an attrs instance, a dataclass or a pydantic model (anything with
@@ -175,7 +179,7 @@ async def publish_event(
     """
     config = resolved.config
     if subject is None:
-        subject = event.type.removeprefix(config.domain + ".")
+        subject = trim_domain_prefix(event.type, config.domain)
     schemas = schemas_for(resolved, store)
     return await _send(
         resolved,
@@ -411,7 +415,7 @@ async def pub(
     ack: bool = False,
     id: str | None = None,
 ) -> PubAck | None:
-    """Publish ``data`` as a new ``event_type`` event on subject ``event_type``.
+    """Publish ``data`` as a new ``event_type`` event on the subject of its message name.
 
     Or publish an instance of a class ``polyn schemas codegen`` wrote, alone: its message is
     the event type (``pub(running, OrderPlacedV1(...))``).
@@ -461,7 +465,7 @@ async def pub(
             return codec.encode(event, schemas, config)
 
         return await _send(
-            resolved, event_type, event_type, event_id, encode, headers, reply_to, ack
+            resolved, template.name, template.name, event_id, encode, headers, reply_to, ack
         )
     if id is None:
         event = Event.new(config, event_type, payload, source=source)
@@ -474,7 +478,7 @@ async def pub(
         reply_to=reply_to,
         store=store,
         ack=ack,
-        subject=event_type,
+        subject=template.name,
     )
     if event.datacontenttype == "application/json" and event.polyndata == _POLYNDATA:
         template.verified = True  # one event of this kind passed codec.encode
@@ -587,6 +591,7 @@ async def request(
     transport = resolved.transport
     event_type, payload = event_type_and_data(event_type, data)
     event = Event.new(config, event_type, payload, source=source)
+    event_type = trim_domain_prefix(event.type, config.domain)  # the subject, as pub's
     schemas = schemas_for(resolved, store)
     hdrs = _headers(headers)
     with tracing.send_span(event_type, hdrs) as span:

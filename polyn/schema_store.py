@@ -30,7 +30,8 @@ consumers read it directly (no mailbox hop), through ``polyn._resolve.schemas_fo
   the schemas something validates against (see :mod:`polyn._validator`); 10,000 schemas take a
   few megabytes.
 - A missing bucket fails the start with the protocol's text, "The Schema Store has not been
-  setup on your NATS server. Make sure you use the Polyn CLI to create it". A connection that is
+  setup on your NATS server. Make sure you use the Polyn CLI to create it", followed by the
+  bucket's name and the command that creates it, ``polyn schemas load``. A connection that is
   not up is retried (``retries`` times, ``retry_interval`` apart), then the start fails with
   :class:`~polyn.errors.SchemaStoreError` naming the bucket and connection.
 - ``schemas=`` (a dict of name to schema, or a ``Schemas``) preloads the snapshot and touches no
@@ -203,7 +204,10 @@ class SchemaStore(JSONStore):
             # stream rather than a missing bucket: the same fault.
             if not isinstance(exc, BucketNotFoundError) and not _stream_missing(exc):
                 raise
-            raise SchemaStoreError(f"{MISSING_STORE} (bucket {self.bucket!r})") from exc
+            raise SchemaStoreError(
+                f"{MISSING_STORE} (bucket {self.bucket!r}): `polyn schemas load` creates it "
+                "with the schemas folder's schemas"
+            ) from exc
 
     def _decode(self, key: str, value: bytes) -> Any:
         # The JSON text itself: the snapshot parses and checks it, once.

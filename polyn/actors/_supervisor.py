@@ -17,7 +17,7 @@ from polyn.actors._actor import Actor, Restart
 from polyn.actors._process import SHUTDOWN, _Process, is_normal, unwrap
 from polyn.actors._ref import ActorRef
 from polyn.actors._tree import Tree, _current
-from polyn.errors import ActorError
+from polyn.errors import ActorError, PolynError, describe_exception
 
 _log: Final = logging.getLogger("polyn.actors")
 
@@ -85,16 +85,20 @@ class _Child:
         name = self.spec.name
         return repr(name) if name is not None else f"<{type(self.spec).__name__}>"
 
+    @property
+    def described(self) -> str:
+        """The label with the class when the name does not say it: ``'nats' (NatsConnection)``."""
+        name = self.spec.name
+        if name is None:
+            return self.label
+        return f"{name!r} ({type(self.spec).__name__})"
+
 
 class _StartFailed(Exception):
     def __init__(self, child: _Child, cause: Exception) -> None:
         super().__init__(child, cause)
         self.child = child
         self.cause = cause
-
-
-class _StartError(ActorError):
-    """A supervisor could not start a child; its cause was logged where it happened."""
 
 
 # Requests a supervisor answers through its mailbox, so that only its own task ever spawns or
@@ -328,12 +332,14 @@ class Supervisor(Actor):
             started = await process.start(me.nursery, process.run)
         except Exception as exc:
             child.process = None
-            _log.error(
-                "supervisor %s: child %s failed to start: %r",
+            # Not an error here: the failure is raised to whoever started the child (the tree's
+            # starter, start_child's caller) or logged by _restart. With debug logging, the
+            # traceback of the cause where it happened.
+            _log.debug(
+                "supervisor %s: child %s failed to start",
                 me.label,
                 child.label,
-                exc,
-                exc_info=None if isinstance(exc, _StartError) else exc,
+                exc_info=None if isinstance(exc, ActorError) and exc.start_failure else exc,
                 extra={"actor": me.label},
             )
             raise _StartFailed(child, exc) from exc
@@ -343,11 +349,21 @@ class Supervisor(Actor):
         child.process = process
         return process
 
-    def _start_error(self, failed: _StartFailed) -> _StartError:
-        return _StartError(
+    def _start_error(self, failed: _StartFailed) -> ActorError:
+        """The error of a child's failed start: names the child and every supervisor on the
+        way down to the actor that failed, and that actor's cause, once and in one line."""
+        cause = failed.cause
+        error = ActorError(
             f"supervisor {self._running().label} failed to start child "
-            f"{failed.child.label}: {failed.cause!r}"
+            f"{failed.child.described}: {describe_exception(cause)}"
         )
+        inner = cause.start_failure if isinstance(cause, ActorError) else None
+        if inner is None:
+            error.start_failure = (f"child {failed.child.described}", cause)
+        else:
+            which, leaf = inner
+            error.start_failure = (f"{which} of supervisor {failed.child.label}", leaf)
+        return error
 
     async def _restart(self, child: _Child, reason: object) -> None:
         trigger = child
@@ -383,9 +399,20 @@ class Supervisor(Actor):
                 await self._restart_group(trigger)
                 return
             except _StartFailed as failed:
+                # Nobody waits for a restart: its failure is reported here, once, with the
+                # traceback of its cause unless a supervisor below reported that already.
+                cause = failed.cause
+                _log.error(
+                    "supervisor %s: child %s failed to restart: %s",
+                    self._running().label,
+                    failed.child.described,
+                    describe_exception(cause),
+                    exc_info=None if isinstance(cause, PolynError) else cause,
+                    extra={"actor": self._running().label},
+                )
                 # OTP's try_again_restart: the child that failed to start becomes the trigger.
                 trigger = failed.child
-                reason = failed.cause
+                reason = cause
 
     def _add_restart(self) -> bool:
         now = trio.current_time()

@@ -211,7 +211,8 @@ class NatsConnection(Actor):
         servers, options = self.connect_options(self.context)
         self.transport = await NatsTransport.connect(servers, **options)
         self.provide(TRANSPORT, self.transport)
-        log.info("connected to NATS at %s", self.transport.state.url)
+        # Debug only: an App's "up" line names the server, a restart is the supervisor's line.
+        log.debug("connected to NATS at %s", self.transport.state.url)
         self.nursery.start_soon(self._own, self.transport)
 
     async def _own(self, transport: NatsTransport) -> None:

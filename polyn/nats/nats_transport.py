@@ -232,7 +232,10 @@ class NatsTransport(JetStreamApi, JetStreamPublisher, PullClient, KeyValueClient
             subject = match.group(2)
             self._bridge.to_trio(self._record_denied, subject, text)
         elif not isinstance(exc, nats.errors.SlowConsumerError):
-            log.warning("NATS connection error: %s", self.state.last_error)
+            # While the first connect tries, its final error says it all (once): each try's
+            # error is a detail for debugging.
+            level = logging.WARNING if self._first.done else logging.DEBUG
+            log.log(level, "NATS connection error: %s", self.state.last_error)
         else:
             log.warning("slow consumer, messages dropped on %s", getattr(exc, "subject", "?"))
 

@@ -72,7 +72,7 @@ async def test_a_failing_init_fails_the_start_naming_the_child_and_stops_the_sta
         async with Supervisor(children, name="root").run():
             pytest.fail("the block must not run")
     assert str(caught.value) == (
-        "supervisor 'root' failed to start child 'c': ValueError('c refuses to start')"
+        "supervisor 'root' failed to start child 'c' (Recorder): ValueError: c refuses to start"
     )
     assert isinstance(caught.value.__cause__, ValueError)
     assert lifecycle(log) == [
@@ -82,7 +82,8 @@ async def test_a_failing_init_fails_the_start_naming_the_child_and_stops_the_sta
         ("terminate", "b", "shutdown"),
         ("terminate", "a", "shutdown"),
     ]
-    assert "c refuses to start" in caplog.text
+    # Reported once, by the error its starter gets: no error log of it on the way up.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_start_failure_deep_in_the_tree_names_every_supervisor_on_the_way() -> None:
@@ -90,10 +91,13 @@ async def test_a_start_failure_deep_in_the_tree_names_every_supervisor_on_the_wa
     with pytest.raises(ActorError) as caught:
         async with Supervisor([inner], name="outer").run():
             pass
-    assert str(caught.value).startswith(
-        "supervisor 'outer' failed to start child 'inner': "
-        "_StartError(\"supervisor 'inner' failed to start child 'bad'"
+    # One line, public names only (no private error class in the text).
+    assert str(caught.value) == (
+        "supervisor 'outer' failed to start child 'inner' (Supervisor): "
+        "supervisor 'inner' failed to start child 'bad' (Recorder): "
+        "ValueError: bad refuses to start"
     )
+    assert "_" not in type(caught.value).__qualname__
     cause = caught.value.__cause__
     assert isinstance(cause, ActorError)
     assert isinstance(cause.__cause__, ValueError)
@@ -503,3 +507,31 @@ async def test_a_keyboard_interrupt_in_an_actor_is_never_restarted_and_stops_the
             pytest.fail("the tree should have stopped")
     assert events(log, "init").count(("init", "b")) == 1
     assert ("terminate", "a", "shutdown") in log
+
+
+async def test_a_failed_restart_is_logged_once_by_its_supervisor_with_the_causes_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    starts: list[int] = []  # a plain list argument is copied per start: this one is global
+
+    class Flaky(Actor):
+        async def init(self) -> None:
+            starts.append(1)
+            if len(starts) > 1:
+                raise LookupError("the ledger is gone")
+
+        async def handle_cast(self, request: Any) -> None:
+            raise RuntimeError("crash")
+
+    caplog.set_level(logging.DEBUG, logger="polyn.actors")
+    with pytest.raises(ActorError, match="maximum restart intensity"):
+        async with Supervisor([Flaky(name="flaky")], name="root", max_restarts=1).run() as tree:
+            await tree.ref("flaky").cast("crash")
+            await tree.wait_finished()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    restarts = [r for r in errors if "failed to restart" in r.getMessage()]
+    assert [r.getMessage() for r in restarts] == [
+        "supervisor 'root': child 'flaky' (Flaky) failed to restart: "
+        "LookupError: the ledger is gone"
+    ]
+    assert restarts[0].exc_info is not None and restarts[0].exc_info[0] is LookupError
