@@ -88,7 +88,7 @@ async def test_a_half_second_blip_lets_acked_publishes_through_without_waiting_o
     resent = [r for r in caplog.records if "connection lost before the ack" in r.getMessage()]
     figures.update(
         events=len(acks),
-        kills="1 (SIGSTOP 0.2 s, SIGKILL, restart 0.5 s later)",
+        kills="1 (SIGSTOP until PUBs are on the wire, SIGKILL, restart 0.5 s later)",
         lost=len(set(acks) - set(stored)),
         duplicates_stored=len(stored) - len(set(stored)),
         notes=f"longest pub(ack=True) {max(took):.2f} s; {len(resent)} resent on reconnect",
