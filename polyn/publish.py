@@ -479,7 +479,14 @@ async def pub(
         schemas = schemas_for(resolved, store)
 
         def encode() -> bytes:
-            if _plain_json(payload) and schemas.is_valid(template.name, payload):
+            # A combined (old-CLI) schema judges the whole event, which only the codec builds.
+            compiled = schemas._lookup(template.name)
+            if (
+                compiled is not None
+                and not compiled.whole_event
+                and _plain_json(payload)
+                and compiled.is_valid(payload)
+            ):
                 try:
                     return template.render(event_id, now_text(), payload)
                 except orjson.JSONEncodeError:  # a lone surrogate: the codec words it

@@ -50,6 +50,7 @@ from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
 from polyn._json_formats import FORMATS
+from polyn._validator import is_combined
 from polyn.codec import Schemas, encode
 from polyn.config import Config
 from polyn.errors import SchemaError
@@ -112,6 +113,12 @@ does the Elixir client): give them to hypothesis-jsonschema's ``custom_formats``
 
 
 def _payloads(schema: Any, accepts: Callable[[Any], bool]) -> st.SearchStrategy[Any]:
+    # hypothesis-jsonschema resolves references in place: it gets a copy, never the caller's.
+    schema = copy.deepcopy(schema)
+    if is_combined(schema):  # an old CLI's whole-CloudEvent schema: draw the payload inside
+        definitions = schema["definitions"]
+        draft = {"$schema": schema["$schema"]} if "$schema" in schema else {}
+        schema = {**draft, **definitions["datadef"], "definitions": definitions}
     with warnings.catch_warnings():
         # Replacing hypothesis-jsonschema's standard formats is the point.
         warnings.filterwarnings("ignore", "Overriding standard format", HypothesisWarning)
