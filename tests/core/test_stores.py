@@ -280,7 +280,7 @@ async def test_pub_applies_a_combined_schema_to_the_whole_event_on_every_path(
     combined (old-CLI) schema, so an event the schema refuses for its envelope was sent once a
     first event of its kind had gone through the codec."""
     from polyn._resolve import resolve
-    from polyn.publish import _template, pub
+    from polyn.publish import _clear_templates, _template, pub
 
     name = core.type("old.order.v1")
     combined = _combined({"type": "object", "properties": {"size": {"type": "integer"}}})
@@ -292,7 +292,7 @@ async def test_pub_applies_a_combined_schema_to_the_whole_event_on_every_path(
             refused: list[str] = []
             for fresh_template in (True, False):  # the codec's path, then the template's
                 if fresh_template:
-                    _template.cache_clear()
+                    _clear_templates()
                 else:
                     await pub(running, name, {"size": 1})  # marks the template verified
                     assert _template(core.config, name, None).verified
