@@ -79,6 +79,7 @@ from polyn._validator import (
     CompiledSchema,
     Refused,
     compile_schema,
+    is_combined,
     not_json,
     pointer,
 )
@@ -89,7 +90,7 @@ from polyn.naming import trim_domain_prefix, validate_message_name
 if TYPE_CHECKING:
     from polyn.config import Config
 
-__all__ = ["FORMATS", "Schemas", "decode", "encode"]
+__all__ = ["FORMATS", "Schemas", "decode", "encode", "is_combined"]
 
 # Error messages quote the event; a huge payload must not make a huge log line.
 _MAX_SHOWN = 2000

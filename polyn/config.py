@@ -100,6 +100,21 @@ _NATS_VARIABLES = (
 _PLAIN_USER = re.compile(r"[A-Za-z0-9._~-]+")
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*@\S*")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url` (error texts that quote
+    one: dead letters' and error replies' one-line reasons). A URL ends at whitespace.
+
+    Example::
+
+        redact_urls_in("cannot reach nats://alice:p@ss@db:4222 now")
+        # 'cannot reach nats://alice:***@db:4222 now'
+    """
+    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
+
+
 def redact_url(url: str) -> str:
     """``url`` with the secret part of its userinfo replaced by ``***``, whatever it contains.
 

@@ -94,9 +94,9 @@ async def check_consumer(transport: Transport, stream: str, consumer: str) -> Co
     """The consumer's info; the protocol's error when it does not exist.
 
     A consumer that does not take an acknowledgement per message (``ack_policy`` ``none`` or
-    ``all``) is refused: with it, naks, terms and redelivery silently do nothing (``none`` is
-    the server's default when a migration leaves ``ack_policy`` out), or one ack settles
-    messages still being handled (``all``).
+    ``all``) is refused: with it, naks, terms and redelivery silently do nothing (``none``, the
+    server's default for a consumer made without Polyn's migrations, which default to
+    ``explicit``), or one ack settles messages still being handled (``all``).
     """
     try:
         info = await transport.consumer_info(stream, consumer)
@@ -407,7 +407,11 @@ class JetStreamConsumer(Consumer[DataT]):
     async def _hold_for_schema(self, msg: Message, name: str) -> Event[DataT] | None:
         assert self._resolved is not None
         self._holding += 1
-        self._fetch_open = trio.Event()
+        if self._fetch_open.is_set():
+            # Only the first hold closes fetching: a second one replacing the event would leave
+            # a fetch loop waiting on the first event, which nothing sets again (a Pipeline's
+            # processors hold several messages at once).
+            self._fetch_open = trio.Event()
         log.error(
             "consumer %s: holding a %s event at its last delivery (max_deliver %s) and "
             "fetching nothing more until its schema is back (or its data class reads it)",

@@ -25,8 +25,9 @@ Every JetStream message a Polyn consumer fetches is settled exactly one way:
 - Headers: ``Polyn-Error`` (the error's first line, at most 512 characters, URLs' user info
   removed), ``Polyn-Error-Type`` (the error's class name), ``Polyn-Consumer``,
   ``Polyn-Original-Subject``, ``Polyn-Original-Id`` (the original ``Nats-Msg-Id``), the original
-  ``traceparent``, and ``Nats-Msg-Id: <original id>:<consumer>``, so two consumers' dead letters
-  of one event are not deduplicated into one. A message without a ``Nats-Msg-Id`` gets neither
+  ``traceparent`` (its flags cut to the sampled bit, as everything Polyn sends), and
+  ``Nats-Msg-Id: <original id>:<consumer>``, so two consumers' dead letters of one event are not
+  deduplicated into one. A message without a ``Nats-Msg-Id`` gets neither
   id header.
 - JetStream consumers (``jetstream=True``) publish with an ack when a stream captures the
   dead-letter subject (the example's migrations create one on ``polyn.deadletter.>``); which
@@ -42,15 +43,16 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 import weakref
 from typing import Any, Final
 
 import attrs
 import trio
 
+from polyn.config import redact_urls_in
 from polyn.errors import NatsConnectionError, PolynError
 from polyn.nats import Message, Transport
+from polyn.tracing import wire_traceparent
 
 __all__ = [
     "BACKOFF_CAP",
@@ -111,14 +113,12 @@ def delivery_count(msg: Message) -> int:
     return metadata.num_delivered if metadata is not None else 1
 
 
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
-
-
 def one_line(text: str) -> str:
-    """``text``'s first line, at most 512 characters, with any URL's user info removed."""
+    """``text``'s first line, at most 512 characters, with any URL's secret hidden
+    (:func:`polyn.config.redact_urls_in`, the one redaction every output uses)."""
     stripped = text.strip()
     first = stripped.splitlines()[0] if stripped else ""
-    return _USERINFO.sub(r"\1", first.replace("\r", " "))[:_MAX_ERROR]
+    return redact_urls_in(first.replace("\r", " "))[:_MAX_ERROR]
 
 
 async def apply(msg: Message, result: Any) -> None:
@@ -220,8 +220,8 @@ def dead_letter_headers(msg: Message, error: BaseException, consumer: str) -> di
         headers["Polyn-Original-Id"] = original_id
         headers["Nats-Msg-Id"] = f"{original_id}:{consumer}"
     traceparent = get_header(msg.headers, "traceparent")
-    if traceparent:
-        headers["traceparent"] = traceparent
+    if traceparent:  # forwarded with the sampled bit only, as everything Polyn sends
+        headers["traceparent"] = wire_traceparent(traceparent)
     return headers
 
 

@@ -12,8 +12,8 @@ subject, so events set aside during an outage or before a fix are not lost:
   <original id>:replay:<dead-letter stream>:<sequence>`` — a new id, so the stream's duplicate
   window does not drop it as a repeat of the original, and the same one for every replay of that
   dead letter, so replaying twice within the window stores it once. The original ``traceparent``
-  goes along, and ``Polyn-Replayed-From: <stream>:<sequence>`` says where it came from. A dead
-  letter whose body was cut to fit (``Polyn-Truncated``) is never replayed.
+  goes along (flags ``00`` / ``01``), and ``Polyn-Replayed-From: <stream>:<sequence>`` says where
+  it came from. A dead letter whose body was cut to fit (``Polyn-Truncated``) is never replayed.
 
 Dead letters stay in their stream after a replay (JetStream keeps what its limits keep); a
 replayed event that fails again is dead-lettered again, as a new dead letter.
@@ -42,6 +42,7 @@ import trio
 from polyn.consumers._settlement import DEADLETTER_PREFIX, get_header
 from polyn.errors import PolynError, StreamError
 from polyn.nats import Message, PubAck, Transport
+from polyn.tracing import wire_traceparent
 
 __all__ = ["DeadLetter", "add_command", "find_stream", "read", "replay"]
 
@@ -185,7 +186,7 @@ async def replay(transport: Transport, letters: Sequence[DeadLetter]) -> list[Re
         }
         traceparent = get_header(letter.headers, "traceparent")
         if traceparent:
-            headers["traceparent"] = traceparent
+            headers["traceparent"] = wire_traceparent(traceparent)
         ack = await transport.js_publish(letter.original_subject, letter.body, headers=headers)
         out.append(Replayed(letter, ack))
     return out

@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
-from polyn.codec import FORMATS, Schemas, encode
+from polyn.codec import FORMATS, Schemas, encode, is_combined
 from polyn.config import Config
 from polyn.errors import SchemaError
 from polyn.event import Event
@@ -111,6 +111,12 @@ does the Elixir client): give them to hypothesis-jsonschema's ``custom_formats``
 
 
 def _payloads(schema: Any, accepts: Callable[[Any], bool]) -> st.SearchStrategy[Any]:
+    # hypothesis-jsonschema resolves references in place: it gets a copy, never the caller's.
+    schema = copy.deepcopy(schema)
+    if is_combined(schema):  # an old CLI's whole-CloudEvent schema: draw the payload inside
+        definitions = schema["definitions"]
+        draft = {"$schema": schema["$schema"]} if "$schema" in schema else {}
+        schema = {**draft, **definitions["datadef"], "definitions": definitions}
     with warnings.catch_warnings():
         # Replacing hypothesis-jsonschema's standard formats is the point.
         warnings.filterwarnings("ignore", "Overriding standard format", HypothesisWarning)

@@ -325,6 +325,59 @@ async def test_responder_error_replies_are_configurable(
         assert "cannot quote" not in str(failed.value)
 
 
+LEAKY_URL = "nats://alice:pw@Odd/Canary#7?x@db.internal:4222"
+
+
+class Leaky(Responder):
+    async def handle_request(self, event: Event, msg: Message) -> tuple[str, Any] | None:
+        raise ConnectionError(f"cannot reach {LEAKY_URL} (retrying)")
+
+
+async def test_error_replies_and_dead_letters_show_no_password_of_a_url_in_the_error(
+    core: Core,
+) -> None:
+    """Issue 21 (5): the one-line reason of an error reply and of a dead letter goes through the
+    same URL redaction as everything else: a password with ``@``, ``/``, ``#``, ``?`` is hidden
+    whole, the user and host kept."""
+    asked = core.type("request.test.request.v1")
+    letters = await core.transport.subscribe("polyn.deadletter." + asked)
+    try:
+        async with core.app(Leaky(subject=asked)).run() as running:
+            with trio.fail_after(5), pytest.raises(ResponderError) as failed:
+                await request(running, asked, "x", timeout=30)
+            letter = await next_message(letters)
+    finally:
+        await letters.aclose()
+    shown = "cannot reach nats://alice:***@db.internal:4222 (retrying)"
+    assert failed.value.reason == shown
+    assert letter.headers["Polyn-Error"] == shown
+    for text in (str(failed.value), letter.headers["Polyn-Error"]):
+        assert "Odd" not in text and "Canary" not in text
+
+
+class Hanging(Responder):
+    async def handle_request(self, event: Event, msg: Message) -> tuple[str, Any] | None:
+        if event.data == "hang":
+            await trio.sleep_forever()
+        return Quotes.answer_type, f"quote for {event.data}"
+
+
+async def test_a_hung_responder_answers_with_an_error_reply_at_its_handler_timeout(
+    core: Core,
+) -> None:
+    """Issue 21, finding 14: a Responder that hangs reached the requester only as a
+    ``RequestTimeout`` (after the requester's own timeout); with ``handler_timeout`` the
+    requester gets a ``ResponderError`` naming the timeout, and the Responder goes on."""
+    asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
+    Quotes.answer_type = answer
+    async with core.app(Hanging(subject=asked, handler_timeout=0.5)).run() as running:
+        with trio.fail_after(10), pytest.raises(ResponderError) as failed:
+            await request(running, asked, "hang", timeout=30)
+        assert failed.value.error_type == "HandlerTimeout"
+        assert "handler_timeout" in failed.value.reason
+        assert (await request(running, asked, "A1", timeout=5)).data == "quote for A1"
+
+
 async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporter) -> None:
     asked, answer = core.type("request.test.request.v1"), core.type("request.test.response.v1")
     created = core.type("user.created.v1")
@@ -354,6 +407,40 @@ async def test_spans_join_across_two_apps(core: Core, spans: InMemorySpanExporte
     for parent, child in itertools.pairwise(chain):
         assert child.parent is not None and child.parent.span_id == parent.context.span_id
     assert len({span.context.trace_id for span in chain}) == 1
+
+
+@pytest.mark.parametrize("flags", ["03", "01", "00"])
+async def test_an_event_with_any_traceparent_flags_joins_its_trace_and_a_dead_letter_sends_00_or_01(
+    core: Core, spans: InMemorySpanExporter, flags: str
+) -> None:
+    """Issue 19: a producer on a newer SDK sends flags ``03`` (W3C level 2's random bit): the
+    receive span still joins its trace; what Polyn sends on (here a dead letter, forwarding the
+    received context) carries the sampled bit only, as Elixir's propagator needs."""
+    subject = core.type("user.created.v1")
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    parent = f"00-{trace_id}-{span_id}-{flags}"
+    letters = await core.transport.subscribe("polyn.deadletter." + subject)
+    try:
+        async with core.app(Recorder(subject=subject, name="recorder")).run() as running:
+            recorder = running.ref("recorder").running_actor()
+            assert isinstance(recorder, Recorder)
+            for name in ("Ada", "fail"):
+                body = elixir_body(core, subject, {"name": name}, str(uuid.uuid4()))
+                await core.transport.publish(subject, body, headers={"traceparent": parent})
+            await wait_for(lambda: len(recorder.handled) == 1)
+            letter = await next_message(letters)
+    finally:
+        await letters.aclose()
+    receives = [s for s in spans.get_finished_spans() if s.name == f"{subject} receive"]
+    assert receives
+    for span in receives:
+        assert span.parent is not None and span.parent.is_remote
+        assert (f"{span.context.trace_id:032x}", f"{span.parent.span_id:016x}") == (
+            trace_id,
+            span_id,
+        )
+    sampled = int(flags, 16) & 1
+    assert letter.headers["traceparent"] == f"00-{trace_id}-{span_id}-0{sampled}"
 
 
 APP_SCRIPT = """
@@ -411,3 +498,61 @@ def test_sigterm_stops_an_app_subprocess_cleanly(nats_url: str, tmp_path: Path) 
     assert process.returncode == 0, err
     assert out.strip() == "stopped"
     assert marker.read_text() == "shutdown"
+
+
+BUSY_SCRIPT = """
+import sys, trio
+import polyn.actors, polyn.app, polyn.config, polyn.consumers, polyn.nats, polyn.schema_store
+
+class Busy(polyn.consumers.Subscriber):
+    subject = "ctrlc.test.v1"
+
+    async def handle_message(self, event, msg):
+        print("handling", flush=True)
+        await trio.sleep(3600)
+
+class Ready(polyn.actors.Actor):
+    async def init(self):
+        print("ready", flush=True)
+
+config = polyn.config.Config(domain="com.test", source_root="svc", servers=[sys.argv[1]])
+app = polyn.app.App(config, [
+    polyn.nats.NatsConnection(),
+    polyn.schema_store.SchemaStore(schemas={"ctrlc.test.v1": True}),
+    Busy(),
+    Ready(),
+])
+trio.run(app.main)
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.slow  # the handler's own shutdown time (5 s) runs out before it is cancelled
+def test_ctrl_c_stops_an_app_whose_handler_is_busy(nats_url: str, tmp_path: Path) -> None:
+    """Issue 21 (8): what a handler raises is a failure of its message, but a real signal is
+    not: Ctrl-C (SIGINT) during a handler stops the App."""
+    script = tmp_path / "busy.py"
+    script.write_text(textwrap.dedent(BUSY_SCRIPT))
+    process = subprocess.Popen(
+        [sys.executable, str(script), nats_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        body = json.dumps(
+            {"id": "1", "specversion": "1.0.1", "type": "com.test.ctrlc.test.v1", "source": "x"}
+        ).encode()
+        publish_with_plain_nats_py(nats_url, [("ctrlc.test.v1", body, {})])
+        assert process.stdout.readline().strip() == "handling"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out.strip() == "stopped"
+

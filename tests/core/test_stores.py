@@ -273,6 +273,48 @@ async def test_a_combined_schema_from_the_old_cli_is_applied_to_the_whole_event(
         assert not store.schemas.is_valid(name, {"size": "big"})
 
 
+async def test_pub_applies_a_combined_schema_to_the_whole_event_on_every_path(
+    core: Core,
+) -> None:
+    """Audit of issue 19: ``pub``'s template fast path validated only the payload of a
+    combined (old-CLI) schema, so an event the schema refuses for its envelope was sent once a
+    first event of its kind had gone through the codec."""
+    from polyn._resolve import resolve
+    from polyn.publish import _clear_templates, _template, pub
+
+    name = core.type("old.order.v1")
+    combined = _combined({"type": "object", "properties": {"size": {"type": "integer"}}})
+    combined["properties"]["id"] = {"type": "string", "pattern": "^[0-9a-f-]{36}$"}  # UUIDs only
+    await core.transport.kv_put(core.bucket, name, json.dumps(combined).encode())
+    sub = await core.transport.subscribe(name)
+    try:
+        async with core.app().run() as running:
+            refused: list[str] = []
+            for fresh_template in (True, False):  # the codec's path, then the template's
+                if fresh_template:
+                    _clear_templates()
+                else:
+                    await pub(running, name, {"size": 1})  # marks the template verified
+                    assert _template(core.config, name, None).verified
+                with pytest.raises(codec.ValidationError) as failed:
+                    await pub(running, name, {"size": 2}, id="order-2")
+                refused.append(
+                    "\n".join(
+                        line for line in str(failed.value).splitlines() if "Property" in line
+                    )
+                )
+            assert refused[0] == refused[1] and "#/id" in refused[0], refused
+            await resolve(running).transport.flush()
+        with trio.fail_after(5):
+            sent = json.loads((await sub.receive()).data)
+        assert sent["data"] == {"size": 1}  # only the valid event went out
+        with trio.move_on_after(0.2):
+            extra = await sub.receive()
+            pytest.fail(f"an event the schema refuses was sent: {extra.data!r}")
+    finally:
+        await sub.aclose()
+
+
 async def test_a_deleted_and_recreated_bucket_restarts_the_store_which_sees_the_new_schemas(
     core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:

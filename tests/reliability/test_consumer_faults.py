@@ -78,9 +78,23 @@ async def dead_letter_count(service: Service, stream: str) -> int:
 # -- (2) a missing schema is a configuration fault ------------------------------------------
 
 
+class PipelineRecorder(Pipeline):
+    """A Pipeline recording (n, delivery) as :class:`Recorder` does."""
+
+    def __init__(self, seen: list[tuple[int, int]], **options: Any) -> None:
+        super().__init__(**options)
+        self.seen = seen
+
+    async def handle_message(self, processor: str, message: PipelineMessage) -> PipelineMessage:
+        metadata = message.msg.metadata
+        self.seen.append((message.event.data["n"], metadata.num_delivered if metadata else 0))
+        return message
+
+
+@pytest.mark.parametrize("kind", ["pull", "pipeline"])
 @pytest.mark.parametrize("max_deliver", [None, 3], ids=["naked", "held-at-max-deliver"])
 async def test_a_schema_removed_with_events_queued_terminates_nothing_and_all_are_handled_later(
-    service: Service, max_deliver: int | None
+    service: Service, max_deliver: int | None, kind: str
 ) -> None:
     bucket = service.names.bucket("schemas")
     await service.admin.kv_create(bucket)
@@ -96,7 +110,13 @@ async def test_a_schema_removed_with_events_queued_terminates_nothing_and_all_ar
         schema_store=bucket,
     )
     seen: list[tuple[int, int]] = Shared()
-    app = App(config, [NatsConnection(), SchemaStore(), Recorder(seen, type=service.type)])
+    # max_failures=1: a missing schema that counted as a failure would dead-letter at once
+    consumer: PullConsumer | Pipeline = (
+        Recorder(seen, type=service.type, max_failures=1)
+        if kind == "pull"
+        else PipelineRecorder(seen, type=service.type, max_failures=1)
+    )
+    app = App(config, [NatsConnection(), SchemaStore(), consumer])
     events = 30
     async with app.run() as running:
         store = running.ref(bucket).running_actor()

@@ -242,7 +242,7 @@ def assert_no_odd_secret(text: str, where: str) -> None:
 
 @pytest.mark.parametrize("password", ODD_PASSWORDS)
 def test_redact_url_hides_a_password_whatever_it_contains(password: str) -> None:
-    from polyn.config import redact_url
+    from polyn.config import redact_url, redact_urls_in
 
     for url in (
         f"nats://alice:{password}@127.0.0.1:4222",
@@ -252,6 +252,10 @@ def test_redact_url_hides_a_password_whatever_it_contains(password: str) -> None
         shown = redact_url(url)
         assert_no_odd_secret(shown, "a redacted URL")
         assert shown.endswith("@127.0.0.1:4222") or shown.endswith("@nats.example.com:4222")
+        if "://" in url:  # a URL quoted in an error text (dead letters, error replies)
+            text = redact_urls_in(f"cannot reach {url}: refused")
+            assert_no_odd_secret(text, "a redacted error text")
+            assert text == f"cannot reach {shown}: refused"
     config = Config(
         domain="com.test", source_root="s", servers=[f"nats://alice:{password}@127.0.0.1:4222"]
     )

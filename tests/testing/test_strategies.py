@@ -127,3 +127,52 @@ def test_emails_with_long_top_level_domains_are_never_drawn() -> None:
         codec.encode(event, compiled, CONFIG)
 
     publish()
+
+
+def test_drawing_events_leaves_the_callers_schemas_as_they_were() -> None:
+    """hypothesis-jsonschema resolves ``$ref`` in place: ``events`` used to hand it the caller's
+    own schema, which came back with its references inlined."""
+    import copy
+
+    schemas: dict[str, Any] = {
+        "order.placed.v1": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "required": ["size"],
+            "properties": {"size": {"$ref": "#/definitions/size"}, "tag": {"enum": ["a", "b"]}},
+            "definitions": {"size": {"type": "integer", "minimum": 0}},
+        }
+    }
+    before = copy.deepcopy(schemas)
+
+    @settings(max_examples=20, database=None)
+    @given(events("order.placed.v1", schemas), invalid_events("order.placed.v1", schemas))
+    def draw(event: Event, body: bytes) -> None:
+        assert event.data["size"] >= 0
+
+    draw()
+    assert schemas == before
+
+
+def test_events_of_a_combined_schema_from_the_old_cli_draw_its_payloads() -> None:
+    """A schema bucket written by polyn-cli 0.2 holds whole-CloudEvent schemas (§16.18), which
+    the codec applies to the whole event; the strategies draw payloads from the schema inside."""
+    import json
+    from pathlib import Path
+
+    envelope = json.loads(
+        (Path(codec.__file__).parent / "cloud_event_schema.json").read_text("utf-8")
+    )
+    payload = {"type": "object", "required": ["size"], "properties": {"size": {"type": "integer"}}}
+    envelope["definitions"] = {"datadef": payload}
+    envelope["properties"]["data"] = {"$ref": "#/definitions/datadef"}
+    schemas = {"old.widget.v1": envelope}
+    compiled = Schemas.from_dict(schemas)
+
+    @settings(max_examples=25, database=None)
+    @given(events("old.widget.v1", schemas, config=CONFIG, encoded=True))
+    def draw(body: bytes) -> None:
+        event = codec.decode(body, compiled, CONFIG)
+        assert isinstance(event.data["size"], int)
+
+    draw()

@@ -5,6 +5,5 @@ def change(m):
             stream_name="ORDERS",
             durable_name=durable,
             filter_subject="order.placed.v1",
-            ack_policy="explicit",  # the server's default is "none": no acks, no redelivery
             ack_wait=30,
         )
