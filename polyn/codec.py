@@ -84,7 +84,7 @@ from polyn._validator import (
     pointer,
 )
 from polyn.errors import NamingError, SchemaError, SchemaNotFoundError, ValidationError
-from polyn.event import Event, _now, _polyndata, _trusted
+from polyn.event import _WIRE_ORDER, Event, _now, _polyndata, _trusted
 from polyn.naming import trim_domain_prefix, validate_message_name
 
 if TYPE_CHECKING:
@@ -529,17 +529,6 @@ def _learned(key: tuple[Any, Any, Any, Any, str]) -> str | None:
     return name
 
 
-_WIRE_ORDER = (
-    "id",
-    "specversion",
-    "type",
-    "source",
-    "time",
-    "data",
-    "datacontenttype",
-    "dataschema",
-    "polyndata",
-)
 _KNOWN: dict[tuple[Any, Any, Any, Any, str], str] = {}
 _ABSENT: Any = object()
 _LAST_POLYNDATA: list[Any] = [_ABSENT]  # the last valid polyndata (a copy)
@@ -555,19 +544,7 @@ def _source_ok(source: str) -> bool:
 
 _DATE_TIME_OK = FORMATS["date-time"]
 _POLYNDATA_KEYS = ("clientlang", "clientlangversion", "clientversion")
-_ENVELOPE_KEYS = frozenset(
-    (
-        "id",
-        "specversion",
-        "type",
-        "source",
-        "time",
-        "data",
-        "datacontenttype",
-        "dataschema",
-        "polyndata",
-    )
-)
+_ENVELOPE_KEYS = frozenset(_WIRE_ORDER)
 
 
 def _plain_envelope(document: Any) -> bool:

@@ -221,22 +221,24 @@ class Event(Generic[DataT]):
         )
 
 
+# The envelope's attributes in the order Polyn writes them on the wire (the codec's fast path
+# reads a document in this order; the trusted constructor sets the slots in it).
+_WIRE_ORDER = (
+    "id",
+    "specversion",
+    "type",
+    "source",
+    "time",
+    "data",
+    "datacontenttype",
+    "dataschema",
+    "polyndata",
+)
+
+
 def _trusted_setters() -> Any:
     slots = Event.__dict__
-    return tuple(
-        slots[name].__set__
-        for name in (
-            "id",
-            "specversion",
-            "type",
-            "source",
-            "time",
-            "data",
-            "datacontenttype",
-            "dataschema",
-            "polyndata",
-        )
-    )
+    return tuple(slots[name].__set__ for name in _WIRE_ORDER)
 
 
 def _make_trusted() -> Callable[
